@@ -1,0 +1,30 @@
+// One error type for the whole agent: a stable code an operator can search for, and a
+// message that names the object and what to check.
+
+export type ErrorCode =
+  | 'NM_ERR_CONFIG_YAML'
+  | 'NM_ERR_CONFIG_INVALID'
+  | 'NM_ERR_CONFIG_READ'
+  | 'NM_ERR_STARTUP_PRIVILEGE'
+  | 'NM_ERR_STARTUP_CGROUP2'
+  | 'NM_ERR_STARTUP_BPF'
+  | 'NM_ERR_STARTUP_LIBBPF'
+  | 'NM_ERR_STARTUP_NODE'
+  | 'NM_ERR_BPF_LOAD'
+  | 'NM_ERR_BPF_ATTACH'
+  | 'NM_ERR_BPF_PIN'
+  | 'NM_ERR_BPF_MAP'
+  | 'NM_ERR_PROXY_LISTEN'
+  | 'NM_ERR_ADMIN_LISTEN'
+  | 'NM_ERR_ADMIN_UNREACHABLE'
+  | 'NM_ERR_CLI_ARGUMENT';
+
+export class NodemeshError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NodemeshError';
+    this.code = code;
+  }
+}
