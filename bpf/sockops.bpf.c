@@ -34,21 +34,35 @@ static __always_inline void established(struct bpf_sock_ops *skops)
 	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
 }
 
-static __always_inline void update(struct bpf_sock_ops *skops, int closing)
+/* TCP counts the SYN and each FIN as one unit of sequence space in bytes_acked and
+ * bytes_received; the flow reports payload. The SYN was acked before ESTABLISHED (the
+ * SYN-ACK is not in bytes_received); which FINs are counted follows from the TCP state the
+ * counters were read in. A FIN_WAIT2 socket reset before the peer's FIN is off by one. */
+static __always_inline __u64 minus(__u64 count, __u64 sequence_only)
+{
+	return count > sequence_only ? count - sequence_only : 0;
+}
+
+static __always_inline void update(struct bpf_sock_ops *skops, __u32 state, int closed)
 {
 	struct nm_flow_key key;
 	struct nm_flow *flow;
+	__u64 fin_sent, fin_received;
 
 	flow_key(skops, &key);
 	flow = bpf_map_lookup_elem(&nm_flows, &key);
 	/* The cookie guards against a closed flow's key being reused by a new connection. */
 	if (!flow || flow->cookie != bpf_get_socket_cookie(skops))
 		return;
-	flow->bytes_sent = skops->bytes_acked;
-	flow->bytes_received = skops->bytes_received;
+	/* For a close, `state` is the state it closed from. */
+	fin_sent = state == BPF_TCP_FIN_WAIT2 || (closed && (state == BPF_TCP_CLOSING || state == BPF_TCP_LAST_ACK));
+	fin_received = state == BPF_TCP_CLOSE_WAIT || state == BPF_TCP_LAST_ACK || state == BPF_TCP_CLOSING ||
+		       (closed && state == BPF_TCP_FIN_WAIT2);
+	flow->bytes_sent = minus(skops->bytes_acked, 1 + fin_sent);
+	flow->bytes_received = minus(skops->bytes_received, fin_received);
 	flow->packets_sent = skops->segs_out;
 	flow->packets_received = skops->segs_in;
-	if (closing) {
+	if (closed) {
 		flow->state = NM_FLOW_CLOSED;
 		flow->end_ns = bpf_ktime_get_ns();
 	}
@@ -62,10 +76,14 @@ int nm_sockops(struct bpf_sock_ops *skops)
 		established(skops);
 		break;
 	case BPF_SOCK_OPS_RTT_CB:
-		update(skops, 0);
+		update(skops, skops->state, 0);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		update(skops, skops->args[1] == BPF_TCP_CLOSE);
+		/* args[0] is the old state, args[1] the new one. */
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			update(skops, skops->args[0], 1);
+		else
+			update(skops, skops->args[1], 0);
 		break;
 	}
 	return 1;

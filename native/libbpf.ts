@@ -1,43 +1,50 @@
 // Typed, thin bindings over Debian's libbpf.so.1 (koffi): objects, programs, cgroup links,
 // pins and map elements. libbpf 1.x returns -errno from int calls and NULL + errno from
 // pointer calls; both become NodemeshErrors here so callers never see raw koffi values.
-import fs from 'node:fs';
 import koffi from 'koffi';
 import { NodemeshError } from '../agent/src/errors.js';
 import { nativeError } from './errno.js';
 
 type Ptr = unknown;
 
-const lib = loadLibbpf();
-koffi.opaque('bpf_object');
-koffi.opaque('bpf_program');
-koffi.opaque('bpf_map');
-koffi.opaque('bpf_link');
+// Bound on first use, so commands that never touch BPF (status, flows) run without libbpf.
+let bound: ReturnType<typeof bind> | undefined;
 
-const c = {
-  objectOpenFile: lib.func('bpf_object *bpf_object__open_file(const char *path, const void *opts)'),
-  objectLoad: lib.func('int bpf_object__load(bpf_object *obj)'),
-  objectClose: lib.func('void bpf_object__close(bpf_object *obj)'),
-  findProgram: lib.func('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
-  findMap: lib.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
-  programFd: lib.func('int bpf_program__fd(bpf_program *prog)'),
-  programPin: lib.func('int bpf_program__pin(bpf_program *prog, const char *path)'),
-  attachCgroup: lib.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
-  linkOpen: lib.func('bpf_link *bpf_link__open(const char *path)'),
-  linkPin: lib.func('int bpf_link__pin(bpf_link *link, const char *path)'),
-  linkFd: lib.func('int bpf_link__fd(bpf_link *link)'),
-  linkDetach: lib.func('int bpf_link__detach(bpf_link *link)'),
-  linkDestroy: lib.func('int bpf_link__destroy(bpf_link *link)'),
-  mapFd: lib.func('int bpf_map__fd(bpf_map *map)'),
-  mapSetPinPath: lib.func('int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
-  objGet: lib.func('int bpf_obj_get(const char *path)'),
-  objGetInfo: lib.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
-  mapUpdate: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
-  mapLookup: lib.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
-  mapDelete: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
-  mapNextKey: lib.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)'),
-  probeProgType: lib.func('int libbpf_probe_bpf_prog_type(int prog_type, const void *opts)'),
-};
+/** The bound functions; throws NM_ERR_STARTUP_LIBBPF when libbpf.so.1 is not installed. */
+export function requireLibbpf(): ReturnType<typeof bind> {
+  return (bound ??= bind(loadLibbpf()));
+}
+const lib = requireLibbpf;
+
+function bind(so: koffi.IKoffiLib) {
+  koffi.opaque('bpf_object');
+  koffi.opaque('bpf_program');
+  koffi.opaque('bpf_map');
+  koffi.opaque('bpf_link');
+  return {
+    objectOpenFile: so.func('bpf_object *bpf_object__open_file(const char *path, const void *opts)'),
+    objectLoad: so.func('int bpf_object__load(bpf_object *obj)'),
+    objectClose: so.func('void bpf_object__close(bpf_object *obj)'),
+    findProgram: so.func('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
+    findMap: so.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
+    programFd: so.func('int bpf_program__fd(bpf_program *prog)'),
+    programPin: so.func('int bpf_program__pin(bpf_program *prog, const char *path)'),
+    attachCgroup: so.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
+    linkOpen: so.func('bpf_link *bpf_link__open(const char *path)'),
+    linkPin: so.func('int bpf_link__pin(bpf_link *link, const char *path)'),
+    linkFd: so.func('int bpf_link__fd(bpf_link *link)'),
+    linkDetach: so.func('int bpf_link__detach(bpf_link *link)'),
+    linkDestroy: so.func('int bpf_link__destroy(bpf_link *link)'),
+    mapFd: so.func('int bpf_map__fd(bpf_map *map)'),
+    mapSetPinPath: so.func('int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
+    objGetInfo: so.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
+    mapUpdate: so.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+    mapLookup: so.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
+    mapDelete: so.func('int bpf_map_delete_elem(int fd, const void *key)'),
+    mapNextKey: so.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)'),
+    probeProgType: so.func('int libbpf_probe_bpf_prog_type(int prog_type, const void *opts)'),
+  };
+}
 
 function loadLibbpf(): koffi.IKoffiLib {
   try {
@@ -64,10 +71,8 @@ function check(rc: number, fail: (errno: number) => NodemeshError): number {
   return rc;
 }
 
-/** BPF_MAP_UPDATE_ELEM flags. */
+/** BPF_MAP_UPDATE_ELEM flag: create or replace. */
 export const BPF_ANY = 0;
-export const BPF_NOEXIST = 1;
-export const BPF_EXIST = 2;
 
 /** enum bpf_prog_type values the agent probes for. */
 export const BPF_PROG_TYPE_SOCK_OPS = 13;
@@ -83,7 +88,7 @@ export class BpfObject {
   }
 
   static open(path: string): BpfObject {
-    const obj = must(c.objectOpenFile(path, null), (e) =>
+    const obj = must(lib().objectOpenFile(path, null), (e) =>
       nativeError('NM_ERR_BPF_LOAD', 'bpf_object__open_file', path, e,
         e === ENOENT ? 'the prebuilt object is missing; run scripts/build-bpf.sh' : undefined),
     );
@@ -93,15 +98,15 @@ export class BpfObject {
   /** Before load: make the map live at `pin` (reused if already pinned, else created and pinned). */
   setMapPinPath(name: string, pin: string): void {
     const map = this.#map(name);
-    check(c.mapSetPinPath(map, pin), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_map__set_pin_path', `${name}, ${pin}`, e));
+    check(lib().mapSetPinPath(map, pin), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_map__set_pin_path', `${name}, ${pin}`, e));
   }
 
   load(): void {
-    check(c.objectLoad(this.#obj), (e) => nativeError('NM_ERR_BPF_LOAD', 'bpf_object__load', this.path, e));
+    check(lib().objectLoad(this.#obj), (e) => nativeError('NM_ERR_BPF_LOAD', 'bpf_object__load', this.path, e));
   }
 
   program(name: string): BpfProgram {
-    const prog = must(c.findProgram(this.#obj, name), (e) =>
+    const prog = must(lib().findProgram(this.#obj, name), (e) =>
       nativeError('NM_ERR_BPF_LOAD', 'bpf_object__find_program_by_name', `${this.path}: ${name}`, e),
     );
     return new BpfProgram(name, prog);
@@ -109,18 +114,18 @@ export class BpfObject {
 
   /** After load: the map's fd, owned by this object (valid until close). */
   mapFd(name: string): number {
-    return check(c.mapFd(this.#map(name)), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map__fd', `${this.path}: ${name}`, e));
+    return check(lib().mapFd(this.#map(name)), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map__fd', `${this.path}: ${name}`, e));
   }
 
   /** Closes the object's fds; pinned maps, programs and links stay in the kernel. */
   close(): void {
     if (this.#obj === null) return;
-    c.objectClose(this.#obj);
+    lib().objectClose(this.#obj);
     this.#obj = null;
   }
 
   #map(name: string): Ptr {
-    return must(c.findMap(this.#obj, name), (e) =>
+    return must(lib().findMap(this.#obj, name), (e) =>
       nativeError('NM_ERR_BPF_MAP', 'bpf_object__find_map_by_name', `${this.path}: ${name}`, e),
     );
   }
@@ -136,15 +141,15 @@ export class BpfProgram {
   }
 
   get fd(): number {
-    return check(c.programFd(this.#prog), (e) => nativeError('NM_ERR_BPF_LOAD', 'bpf_program__fd', this.name, e));
+    return check(lib().programFd(this.#prog), (e) => nativeError('NM_ERR_BPF_LOAD', 'bpf_program__fd', this.name, e));
   }
 
   pin(path: string): void {
-    check(c.programPin(this.#prog, path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_program__pin', `${this.name}, ${path}`, e));
+    check(lib().programPin(this.#prog, path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_program__pin', `${this.name}, ${path}`, e));
   }
 
   attachCgroup(cgroupFd: number, cgroupPath: string): BpfLink {
-    const link = must(c.attachCgroup(this.#prog, cgroupFd), (e) =>
+    const link = must(lib().attachCgroup(this.#prog, cgroupFd), (e) =>
       nativeError('NM_ERR_BPF_ATTACH', 'bpf_program__attach_cgroup', `${this.name}, ${cgroupPath}`, e),
     );
     return new BpfLink(link);
@@ -160,26 +165,26 @@ export class BpfLink {
 
   /** Detaches the program behind a pinned link even if another process still holds it. */
   static detachPinned(path: string): void {
-    const link = new BpfLink(must(c.linkOpen(path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_link__open', path, e)));
+    const link = new BpfLink(must(lib().linkOpen(path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_link__open', path, e)));
     try {
-      check(c.linkDetach(link.#link), (e) => nativeError('NM_ERR_BPF_ATTACH', 'bpf_link__detach', path, e));
+      check(lib().linkDetach(link.#link), (e) => nativeError('NM_ERR_BPF_ATTACH', 'bpf_link__detach', path, e));
     } finally {
       link.destroy();
     }
   }
 
   get fd(): number {
-    return check(c.linkFd(this.#link), (e) => nativeError('NM_ERR_BPF_ATTACH', 'bpf_link__fd', 'link', e));
+    return check(lib().linkFd(this.#link), (e) => nativeError('NM_ERR_BPF_ATTACH', 'bpf_link__fd', 'link', e));
   }
 
   pin(path: string): void {
-    check(c.linkPin(this.#link, path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_link__pin', path, e));
+    check(lib().linkPin(this.#link, path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_link__pin', path, e));
   }
 
   /** Frees the link and closes its fd; a pinned link stays attached. */
   destroy(): void {
     if (this.#link === null) return;
-    c.linkDestroy(this.#link);
+    lib().linkDestroy(this.#link);
     this.#link = null;
   }
 }
@@ -196,19 +201,19 @@ export class MapHandle {
 
   lookup(key: Buffer, valueSize: number): Buffer | null {
     const value = Buffer.alloc(valueSize);
-    const rc = c.mapLookup(this.fd, key, value);
+    const rc = lib().mapLookup(this.fd, key, value);
     if (rc === -ENOENT) return null;
     check(rc, (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map_lookup_elem', this.name, e));
     return value;
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
-    check(c.mapUpdate(this.fd, key, value, flags), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map_update_elem', this.name, e));
+    check(lib().mapUpdate(this.fd, key, value, flags), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map_update_elem', this.name, e));
   }
 
   /** Returns false when the key was absent. */
   delete(key: Buffer): boolean {
-    const rc = c.mapDelete(this.fd, key);
+    const rc = lib().mapDelete(this.fd, key);
     if (rc === -ENOENT) return false;
     check(rc, (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map_delete_elem', this.name, e));
     return true;
@@ -219,7 +224,7 @@ export class MapHandle {
     let prev: Buffer | null = null;
     for (;;) {
       const next = Buffer.alloc(keySize);
-      const rc = c.mapNextKey(this.fd, prev, next);
+      const rc = lib().mapNextKey(this.fd, prev, next);
       if (rc === -ENOENT) return;
       check(rc, (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map_get_next_key', this.name, e));
       yield next;
@@ -228,31 +233,20 @@ export class MapHandle {
   }
 }
 
-/** An fd for a pinned object (map, program or link); the caller closes it. */
-export function objGet(path: string): number {
-  return check(c.objGet(path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_obj_get', path, e));
-}
-
-export interface ProgInfo { type: number; id: number; name: string }
 export interface MapInfo { type: number; id: number; keySize: number; valueSize: number; maxEntries: number; name: string }
 export interface LinkInfo { type: number; id: number; progId: number; cgroupId: bigint; attachType: number }
 
-// Offsets in struct bpf_prog_info / bpf_map_info / bpf_link_info (linux/bpf.h); the kernel
+// Offsets in struct bpf_map_info / bpf_link_info (linux/bpf.h); the kernel
 // accepts a shorter buffer and fills what fits, so only the leading fields are read.
 function info(fd: number, size: number): Buffer {
   const buf = Buffer.alloc(size);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(size);
-  check(c.objGetInfo(fd, buf, len), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_obj_get_info_by_fd', `fd ${fd}`, e));
+  check(lib().objGetInfo(fd, buf, len), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_obj_get_info_by_fd', `fd ${fd}`, e));
   return buf;
 }
 
 const cString = (buf: Buffer): string => buf.toString('latin1', 0, Math.max(0, buf.indexOf(0)));
-
-export function progInfo(fd: number): ProgInfo {
-  const b = info(fd, 80);
-  return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), name: cString(b.subarray(64, 80)) };
-}
 
 export function mapInfo(fd: number): MapInfo {
   const b = info(fd, 40);
@@ -279,11 +273,7 @@ export function linkInfo(fd: number): LinkInfo {
 
 /** Whether the kernel can load programs of this type (needs the bpf() syscall and privileges). */
 export function probeProgType(progType: number): boolean {
-  const rc = c.probeProgType(progType, null);
+  const rc = lib().probeProgType(progType, null);
   if (rc < 0) throw nativeError('NM_ERR_STARTUP_BPF', 'libbpf_probe_bpf_prog_type', `type ${progType}`, rc);
   return rc === 1;
-}
-
-export function closeFd(fd: number): void {
-  fs.closeSync(fd);
 }

@@ -7,8 +7,8 @@ import { nativeError } from './errno.js';
 /** statfs f_type of a bpf filesystem (BPF_FS_MAGIC). */
 const BPF_FS_MAGIC = 0xcafe4a11;
 
-const libc = koffi.load('libc.so.6');
-const mountFn = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)');
+type MountFn = (source: string, target: string, fstype: string, flags: number, data: null) => number;
+let mountFn: MountFn | undefined;
 
 export function isBpffs(dir: string): boolean {
   try {
@@ -19,6 +19,9 @@ export function isBpffs(dir: string): boolean {
 }
 
 export function mountBpffs(dir: string): void {
+  mountFn ??= koffi
+    .load('libc.so.6')
+    .func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)') as MountFn;
   fs.mkdirSync(dir, { recursive: true });
   if (mountFn('bpf', dir, 'bpf', 0, null) !== 0) {
     throw nativeError('NM_ERR_STARTUP_BPF', 'mount', `bpf on ${dir}`, koffi.errno(),

@@ -91,10 +91,6 @@ export function encodeU64(n: bigint): Buffer {
   return b;
 }
 
-export function decodeU64(b: Buffer): bigint {
-  return b.readBigUInt64LE(0);
-}
-
 export function encodePod(podIP: string, flags = 0): Buffer {
   const b = Buffer.alloc(LAYOUT.nm_pod.size);
   writeIPv4(b, LAYOUT.nm_pod.pod_ip, podIP);

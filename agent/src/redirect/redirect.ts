@@ -1,0 +1,268 @@
+// The agent's handle on the eBPF capture: loads and attaches connect4 + sockops to the
+// cgroup root, keeps the maps equal to the configuration, and reads back each redirected
+// connection's original destination and counters for the proxy and `nodemesh flows`.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { NodemeshError } from '../errors.js';
+import { BpfLink, BpfObject, MapHandle, linkInfo, mapInfo } from '../../../native/libbpf.js';
+import {
+  FLOW_OPEN,
+  LAYOUT,
+  MAP_NAMES,
+  U32_SIZE,
+  U64_SIZE,
+  decodeAddrKey,
+  decodeFlow,
+  encodeConfig,
+  encodeDest,
+  encodeDestKey,
+  encodeFlowKey,
+  encodePod,
+  encodeU32,
+  encodeU64,
+  type DestKind,
+  type MapName,
+} from './abi.js';
+import { CONNECT4_OBJECT, SOCKOPS_OBJECT, defaultObjDir } from './objects.js';
+import { PinLayout, ensureBpffs } from './pins.js';
+
+export interface RedirectOptions {
+  /** Pin directory on bpffs, e.g. /sys/fs/bpf/nodemesh/<node>. */
+  bpffsDir: string;
+  /** cgroup v2 directory whose whole subtree is captured. */
+  cgroupRoot: string;
+  /** Where connect4.bpf.o and sockops.bpf.o are; default: the repo's bpf/. */
+  objDir?: string;
+  log: Logger;
+}
+
+export interface MeshDestination {
+  ip: string;
+  port: number;
+  kind: DestKind;
+}
+
+export interface FlowOrigin {
+  dstIP: string;
+  dstPort: number;
+  cgroupId: bigint;
+  cookie: bigint;
+}
+
+/** One nm_flows entry, from the pod's point of view, times in wall-clock ms. */
+export interface FlowRecord extends FlowOrigin {
+  /** The pod socket's local address (the proxy's view of the peer). */
+  ip: string;
+  port: number;
+  startMs: number;
+  endMs?: number;
+  open: boolean;
+  bytesSent: number;
+  bytesReceived: number;
+  packetsSent: number;
+  packetsReceived: number;
+}
+
+export interface RedirectStatus {
+  pinDir: string;
+  programs: Array<{ name: string; id: number; attachType: string; cgroup: string }>;
+  maps: Array<{ name: string; entries: number; maxEntries: number }>;
+}
+
+interface Attachment {
+  name: string;
+  attachType: string;
+  program: string;
+  object: string;
+}
+
+const ATTACHMENTS: readonly Attachment[] = [
+  { name: 'connect4', attachType: 'cgroup/connect4', program: 'nm_connect4', object: CONNECT4_OBJECT },
+  { name: 'sockops', attachType: 'sockops', program: 'nm_sockops', object: SOCKOPS_OBJECT },
+];
+
+const KEY_SIZE: Readonly<Record<MapName, number>> = {
+  nm_config: U32_SIZE,
+  nm_pods: U64_SIZE,
+  nm_dests: LAYOUT.nm_dest_key.size,
+  nm_pending: U64_SIZE,
+  nm_flows: LAYOUT.nm_flow_key.size,
+};
+
+export class Redirect {
+  readonly #pins: PinLayout;
+  readonly #cgroupRoot: string;
+  readonly #objects: BpfObject[];
+  readonly #links: Map<Attachment, BpfLink>;
+  readonly #maps: Record<MapName, MapHandle>;
+  readonly #log: Logger;
+
+  private constructor(pins: PinLayout, cgroupRoot: string, objects: BpfObject[], links: Map<Attachment, BpfLink>, log: Logger) {
+    this.#pins = pins;
+    this.#cgroupRoot = cgroupRoot;
+    this.#objects = objects;
+    this.#links = links;
+    this.#log = log;
+    // Every object points its maps at the same pins, so the first object's fds serve all.
+    const owner = objects[0] as BpfObject;
+    this.#maps = Object.fromEntries(MAP_NAMES.map((n) => [n, new MapHandle(n, owner.mapFd(n))])) as Record<MapName, MapHandle>;
+  }
+
+  static async open(opts: RedirectOptions): Promise<Redirect> {
+    const pins = new PinLayout(opts.bpffsDir);
+    ensureBpffs(opts.bpffsDir);
+    // A previous run's links stay attached on purpose; replace them rather than stack a
+    // second set of programs on the same cgroup.
+    pins.removeAll();
+    pins.create();
+
+    const objDir = opts.objDir ?? defaultObjDir();
+    const objects: BpfObject[] = [];
+    const links = new Map<Attachment, BpfLink>();
+    const cgroupFd = openCgroup(opts.cgroupRoot);
+    try {
+      for (const a of ATTACHMENTS) {
+        const obj = BpfObject.open(path.join(objDir, a.object));
+        objects.push(obj);
+        for (const name of MAP_NAMES) obj.setMapPinPath(name, pins.map(name));
+        obj.load();
+        const program = obj.program(a.program);
+        program.pin(pins.program(a.name));
+        const link = program.attachCgroup(cgroupFd, opts.cgroupRoot);
+        links.set(a, link);
+        link.pin(pins.link(a.name));
+      }
+    } catch (err) {
+      for (const link of links.values()) link.destroy();
+      for (const obj of objects) obj.close();
+      pins.removeAll();
+      throw err;
+    } finally {
+      fs.closeSync(cgroupFd);
+    }
+    const redirect = new Redirect(pins, opts.cgroupRoot, objects, links, opts.log);
+    opts.log.info({ cgroupRoot: opts.cgroupRoot, pinDir: opts.bpffsDir, objDir }, 'eBPF capture attached');
+    return redirect;
+  }
+
+  /** Detaches and unpins everything a run left under `bpffsDir`; idempotent. */
+  static cleanup(bpffsDir: string): void {
+    new PinLayout(bpffsDir).removeAll();
+  }
+
+  setProxy(ip: string, port: number): void {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new NodemeshError('NM_ERR_BPF_MAP', `proxy port must be 1..65535, got ${port}`);
+    }
+    this.#maps.nm_config.update(encodeU32(0), encodeConfig(ip, port));
+  }
+
+  setPods(pods: ReadonlyMap<bigint, { podIP: string }>): void {
+    const want = new Map<string, [Buffer, Buffer]>();
+    for (const [id, pod] of pods) {
+      const key = encodeU64(id);
+      want.set(key.toString('hex'), [key, encodePod(pod.podIP)]);
+    }
+    this.#reconcile('nm_pods', want, LAYOUT.nm_pod.size);
+  }
+
+  setDests(dests: readonly MeshDestination[]): void {
+    const want = new Map<string, [Buffer, Buffer]>();
+    for (const d of dests) {
+      const key = encodeDestKey(d.ip, d.port);
+      want.set(key.toString('hex'), [key, encodeDest(d.kind)]);
+    }
+    this.#reconcile('nm_dests', want, LAYOUT.nm_dest.size);
+  }
+
+  /**
+   * The original destination of a connection the proxy accepted from `ip:port`. Only open
+   * flows answer: a closed record whose port is reused by an unredirected connection must
+   * not lend it a pod's identity.
+   */
+  lookupOrigin(ip: string, port: number): FlowOrigin | null {
+    const v4 = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(v4)) return null;
+    const value = this.#maps.nm_flows.lookup(encodeFlowKey(v4, port), LAYOUT.nm_flow.size);
+    if (!value) return null;
+    const flow = decodeFlow(value);
+    if (flow.state !== FLOW_OPEN) return null;
+    return { dstIP: flow.dstIP, dstPort: flow.dstPort, cgroupId: flow.cgroupId, cookie: flow.cookie };
+  }
+
+  flows(): FlowRecord[] {
+    // bpf_ktime_get_ns and process.hrtime both read CLOCK_MONOTONIC.
+    const wallMinusMonoMs = Date.now() - Number(process.hrtime.bigint() / 1000n) / 1000;
+    const toWall = (ns: bigint) => wallMinusMonoMs + Number(ns / 1000n) / 1000;
+    const records: FlowRecord[] = [];
+    const map = this.#maps.nm_flows;
+    for (const key of map.keys(LAYOUT.nm_flow_key.size)) {
+      const value = map.lookup(key, LAYOUT.nm_flow.size);
+      if (!value) continue; // closed and evicted while we walked
+      const f = decodeFlow(value);
+      const local = decodeAddrKey(key);
+      records.push({
+        ip: local.ip,
+        port: local.port,
+        dstIP: f.dstIP,
+        dstPort: f.dstPort,
+        cgroupId: f.cgroupId,
+        cookie: f.cookie,
+        startMs: toWall(f.startNs),
+        ...(f.endNs > 0n ? { endMs: toWall(f.endNs) } : {}),
+        open: f.state === FLOW_OPEN,
+        bytesSent: Number(f.bytesSent),
+        bytesReceived: Number(f.bytesReceived),
+        packetsSent: Number(f.packetsSent),
+        packetsReceived: Number(f.packetsReceived),
+      });
+    }
+    return records;
+  }
+
+  status(): RedirectStatus {
+    const programs = [...this.#links].map(([a, link]) => {
+      const info = linkInfo(link.fd);
+      return { name: a.name, id: info.progId, attachType: a.attachType, cgroup: this.#cgroupRoot };
+    });
+    const maps = MAP_NAMES.map((name) => {
+      const handle = this.#maps[name];
+      let entries = 0;
+      for (const _ of handle.keys(KEY_SIZE[name])) entries++;
+      return { name, entries, maxEntries: mapInfo(handle.fd).maxEntries };
+    });
+    return { pinDir: this.#pins.dir, programs, maps };
+  }
+
+  /** Closes fds only: pins and attachments stay so pods remain captured until the next start. */
+  close(): void {
+    for (const link of this.#links.values()) link.destroy();
+    for (const obj of this.#objects) obj.close();
+    this.#log.info({ pinDir: this.#pins.dir }, 'eBPF capture left attached (pinned)');
+  }
+
+  /** Writes only what differs, so a reload does not churn entries the kernel is reading. */
+  #reconcile(name: MapName, want: Map<string, [Buffer, Buffer]>, valueSize: number): void {
+    const map = this.#maps[name];
+    const stale: Buffer[] = [];
+    for (const key of map.keys(KEY_SIZE[name])) if (!want.has(key.toString('hex'))) stale.push(key);
+    for (const key of stale) map.delete(key);
+    let changed = 0;
+    for (const [key, value] of want.values()) {
+      const have = map.lookup(key, valueSize);
+      if (have && have.equals(value)) continue;
+      map.update(key, value);
+      changed++;
+    }
+    if (stale.length > 0 || changed > 0) this.#log.debug({ map: name, removed: stale.length, written: changed }, 'capture map updated');
+  }
+}
+
+function openCgroup(dir: string): number {
+  try {
+    return fs.openSync(dir, 'r');
+  } catch (err) {
+    throw new NodemeshError('NM_ERR_STARTUP_CGROUP2', `cannot open cgroup root ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+}
