@@ -1,0 +1,21 @@
+// The registry of accepted kinds: adding a kind (HTTPRoute, AuthorizationPolicy, ...) is one
+// validator module and one line here.
+import type { AnyKindValidator } from '../resource.js';
+import { namespaceKind } from './namespace.js';
+import { nodeKind } from './node.js';
+import { podKind } from './pod.js';
+import { serviceKind } from './service.js';
+
+const KINDS: readonly AnyKindValidator[] = [nodeKind, namespaceKind, podKind, serviceKind];
+
+const byType = new Map(KINDS.map((k) => [`${k.apiVersion} ${k.kind}`, k]));
+
+export function lookupKind(apiVersion: string, kind: string): AnyKindValidator | undefined {
+  return byType.get(`${apiVersion} ${kind}`);
+}
+
+/** "v1 Node, v1 Namespace, ...", for the message that refuses an unknown kind. */
+export const ACCEPTED_KINDS = KINDS.map((k) => `${k.apiVersion} ${k.kind}`).join(', ');
+
+/** True when some accepted kind has this name (then it is the apiVersion that is wrong). */
+export const isKnownKindName = (kind: string): boolean => KINDS.some((k) => k.kind === kind);
