@@ -3,7 +3,7 @@
 // pointer calls; both become NodemeshErrors here so callers never see raw koffi values.
 import koffi from 'koffi';
 import { NodemeshError } from '../agent/src/errors.js';
-import { nativeError } from './errno.js';
+import { errnoName, nativeError } from './errno.js';
 
 type Ptr = unknown;
 
@@ -150,7 +150,8 @@ export class BpfProgram {
 
   attachCgroup(cgroupFd: number, cgroupPath: string): BpfLink {
     const link = must(lib().attachCgroup(this.#prog, cgroupFd), (e) =>
-      nativeError('NM_ERR_BPF_ATTACH', 'bpf_program__attach_cgroup', `${this.name}, ${cgroupPath}`, e),
+      nativeError('NM_ERR_BPF_ATTACH', 'bpf_program__attach_cgroup', `${this.name}, ${cgroupPath}`, e,
+        errnoName(e) === 'EBADF' ? `${cgroupPath} is not a cgroup v2 directory` : undefined),
     );
     return new BpfLink(link);
   }
