@@ -1,0 +1,51 @@
+// Admin API (:15000, loopback by default): read-only JSON views of the node for the CLI.
+import http from 'node:http';
+import { NodemeshError } from '../errors.js';
+
+export type AdminRoutes = Record<string, () => unknown>;
+
+export class AdminServer {
+  readonly #server: http.Server;
+
+  constructor(routes: AdminRoutes) {
+    this.#server = http.createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://admin').pathname;
+      const route = routes[path];
+      if (req.method !== 'GET' || !route) {
+        send(res, 404, { error: `no such admin endpoint: ${req.method} ${path}`, endpoints: Object.keys(routes) });
+        return;
+      }
+      try {
+        send(res, 200, route());
+      } catch (err) {
+        send(res, 500, { error: err instanceof Error ? err.message : String(err) });
+      }
+    });
+  }
+
+  listen(address: { host: string; port: number }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new NodemeshError(
+            'NM_ERR_ADMIN_LISTEN',
+            `admin API cannot listen on ${address.host}:${address.port}: ${err.code ?? err.message}` +
+              (err.code === 'EADDRINUSE' ? ' (another agent on this node? choose another with --admin)' : ''),
+            { cause: err },
+          ),
+        ),
+      );
+      this.#server.listen(address, () => resolve());
+    });
+  }
+
+  close(): Promise<void> {
+    this.#server.closeAllConnections();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${text}\n`);
+}

@@ -1,0 +1,76 @@
+// `nodemesh agent`: run the node agent (or remove what an earlier run left with --cleanup).
+// Flags are read here, once, into a frozen settings object; a bad value fails with its name.
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { parseAddress } from '../admin/client.js';
+import { startAgent, type AgentSettings } from '../app.js';
+import { NodemeshError } from '../errors.js';
+import { Redirect, findCgroup2Mount } from '../redirect/index.js';
+import { ADMIN_DEFAULT, OUTBOUND_PORT } from './defaults.js';
+
+interface AgentFlags {
+  config?: string;
+  node?: string;
+  cgroupRoot?: string;
+  bpffs?: string;
+  admin: string;
+  logLevel: string;
+  cleanup?: boolean;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+export function agentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description("run the node agent: load the eBPF capture, serve the node proxy, follow the configuration")
+    .option('--config <file>', 'standalone configuration: multi-document YAML in Kubernetes shapes')
+    .option('--node <name>', "this node's name (a v1 Node in the configuration)")
+    .option('--cgroup-root <dir>', 'cgroup v2 directory whose subtree is captured (default: the cgroup2 mount)')
+    .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
+    .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
+    .option('--log-level <level>', LOG_LEVELS.join(' | '), 'info')
+    .option('--cleanup', 'detach and unpin everything an earlier run left, then exit')
+    .action(async (flags: AgentFlags) => {
+      if (flags.cleanup) {
+        const dir = bpffsDir(flags);
+        await Redirect.cleanup(dir);
+        process.stdout.write(`removed nodemesh programs, links and maps pinned under ${dir}\n`);
+        return;
+      }
+      const settings = readSettings(flags);
+      const log = pino({ level: settings.logLevel, base: { node: settings.node } });
+      const agent = await startAgent(settings, log);
+      const stop = (signal: string) => {
+        log.info({ signal }, 'stopping: draining connections');
+        void agent.stop().then(() => process.exit(0));
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+}
+
+function bpffsDir(flags: AgentFlags): string {
+  if (flags.bpffs) return flags.bpffs;
+  if (!flags.node) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--node NAME (or --bpffs DIR) is required');
+  return `/sys/fs/bpf/nodemesh/${flags.node}`;
+}
+
+function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
+  if (!flags.config) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--config FILE is required (standalone mode)');
+  if (!flags.node) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--node NAME is required');
+  if (!LOG_LEVELS.includes(flags.logLevel)) {
+    throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${flags.logLevel}"`);
+  }
+  return Object.freeze({
+    configPath: flags.config,
+    node: flags.node,
+    cgroupRoot: flags.cgroupRoot ?? findCgroup2Mount(),
+    bpffsDir: bpffsDir(flags),
+    admin: parseAddress(flags.admin, '--admin'),
+    logLevel: flags.logLevel,
+    outboundPort: OUTBOUND_PORT,
+    connectTimeoutMs: 10_000,
+    drainMs: 5_000,
+  });
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// The `nodemesh` executable: one program, a subcommand per job.
+import { Command, CommanderError } from 'commander';
+import { NodemeshError } from '../errors.js';
+import { agentCommand } from './agent.js';
+import { flowsCommand } from './flows.js';
+import { statusCommand } from './status.js';
+
+const program = new Command('nodemesh')
+  .description('nodemesh: a sidecarless service mesh, one eBPF-fed proxy per node')
+  .showHelpAfterError()
+  .exitOverride();
+agentCommand(program);
+flowsCommand(program);
+statusCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  if (err instanceof NodemeshError) {
+    process.stderr.write(`nodemesh: ${err.message} [${err.code}]\n`);
+  } else {
+    process.stderr.write(`nodemesh: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  }
+  process.exit(1);
+}

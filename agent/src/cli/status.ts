@@ -1,0 +1,43 @@
+// `nodemesh status`: the node, its loaded programs and attachments, and the config version.
+import type { Command } from 'commander';
+import { adminGet, parseAddress } from '../admin/client.js';
+import type { AgentStatus } from '../app.js';
+import { ADMIN_DEFAULT } from './defaults.js';
+import { table } from './table.js';
+
+export function statusCommand(program: Command): void {
+  program
+    .command('status')
+    .description("show the node's agent: programs and attachments, enrolled pods, services, config version")
+    .option('--admin <addr>', "the agent's admin API", ADMIN_DEFAULT)
+    .option('--json', 'print JSON for scripts')
+    .action(async (opts: { admin: string; json?: boolean }) => {
+      const s = await adminGet<AgentStatus>(parseAddress(opts.admin, '--admin'), '/status');
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `node:            ${s.node} (${s.nodeIP ?? 'no InternalIP in config'})`,
+        `config:          version ${s.config.version} from ${s.config.source}` +
+          (s.config.rejections.length ? `, ${s.config.rejections.length} rejected` : ''),
+        `outbound:        ${s.outbound}`,
+        `enrolled pods:   ${s.enrolledPods}`,
+        `services:        ${s.services}`,
+        `open conns:      ${s.openConnections}`,
+        `bpf pins:        ${s.bpf.pinDir}`,
+        '',
+        table(
+          ['PROGRAM', 'ID', 'ATTACH', 'CGROUP'],
+          s.bpf.programs.map((p) => [p.name, String(p.id), p.attachType, p.cgroup]),
+        ),
+        '',
+        table(
+          ['MAP', 'ENTRIES', 'MAX'],
+          s.bpf.maps.map((m) => [m.name, String(m.entries), String(m.maxEntries)]),
+        ),
+      ];
+      for (const r of s.config.rejections) lines.push(`rejected: ${r.resource}: ${r.field}: ${r.reason}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}

@@ -1,0 +1,139 @@
+// The node's flow table for `nodemesh flows`: the kernel's per-connection records (sockops
+// counters, open/closed) joined with what the proxy decided for each connection (service,
+// endpoint, response flags). Either side alone still yields a row.
+import type { MeshIndex } from '../state/mesh-index.js';
+import { podName } from '../state/mesh-index.js';
+
+/** One connection as recorded by the BPF flow map (pod's point of view). */
+export interface KernelFlow {
+  ip: string;
+  port: number;
+  dstIP: string;
+  dstPort: number;
+  cgroupId: bigint;
+  cookie: bigint;
+  startMs: number;
+  endMs?: number;
+  open: boolean;
+  bytesSent: number;
+  bytesReceived: number;
+  packetsSent: number;
+  packetsReceived: number;
+}
+
+/** Envoy's response flags, so operators read them as they already know them. */
+export type ResponseFlag = '-' | 'UH' | 'UF' | 'UT' | 'NR' | 'DC';
+
+/** What the proxy did with one connection. */
+export interface ProxyFlow {
+  cookie?: bigint;
+  sourceIP: string;
+  sourcePort: number;
+  sourcePod?: string;
+  dstIP: string;
+  dstPort: number;
+  service?: string;
+  dstPod?: string;
+  endpoint?: { ip: string; port: number; pod: string; node: string };
+  startMs: number;
+  endMs?: number;
+  bytesSent: number;
+  bytesReceived: number;
+  responseFlags: ResponseFlag;
+}
+
+export interface FlowRow {
+  source: { pod: string | null; ip: string; port: number };
+  destination: { ip: string; port: number; service: string | null; pod: string | null };
+  endpoint: { ip: string; port: number; pod: string; node: string } | null;
+  protocol: 'tcp';
+  bytesSent: number;
+  bytesReceived: number;
+  packetsSent: number | null;
+  packetsReceived: number | null;
+  state: 'open' | 'closed';
+  startTime: string;
+  durationMs: number;
+  responseFlags: ResponseFlag;
+}
+
+const CLOSED_KEPT = 4096;
+
+export class FlowTable {
+  readonly #open = new Set<ProxyFlow>();
+  readonly #closed: ProxyFlow[] = [];
+
+  open(flow: ProxyFlow): ProxyFlow {
+    this.#open.add(flow);
+    return flow;
+  }
+
+  close(flow: ProxyFlow): void {
+    flow.endMs ??= Date.now();
+    this.#open.delete(flow);
+    this.#closed.push(flow);
+    if (this.#closed.length > CLOSED_KEPT) this.#closed.shift();
+  }
+
+  get openCount(): number {
+    return this.#open.size;
+  }
+
+  /** Newest first. */
+  rows(kernel: readonly KernelFlow[], index: MeshIndex, now = Date.now()): FlowRow[] {
+    const byCookie = new Map<bigint, ProxyFlow>();
+    for (const f of [...this.#closed, ...this.#open]) if (f.cookie !== undefined) byCookie.set(f.cookie, f);
+    const rows: FlowRow[] = [];
+    for (const k of kernel) {
+      const p = byCookie.get(k.cookie);
+      byCookie.delete(k.cookie);
+      rows.push(kernelRow(k, p, index, now));
+    }
+    for (const p of [...this.#open, ...this.#closed]) {
+      if (p.cookie === undefined || byCookie.has(p.cookie)) rows.push(proxyRow(p, now));
+    }
+    return rows.sort((a, b) => b.startTime.localeCompare(a.startTime));
+  }
+}
+
+function kernelRow(k: KernelFlow, p: ProxyFlow | undefined, index: MeshIndex, now: number): FlowRow {
+  const local = index.localPods.get(k.cgroupId);
+  const dest = index.destination(k.dstIP, k.dstPort);
+  const end = k.open ? now : (k.endMs ?? p?.endMs ?? now);
+  return {
+    source: { pod: p?.sourcePod ?? (local ? podName(local.pod) : null), ip: k.ip, port: k.port },
+    destination: {
+      ip: k.dstIP,
+      port: k.dstPort,
+      service: p?.service ?? (dest?.kind === 'service' ? `${dest.service.namespace}/${dest.service.name}` : null),
+      pod: p?.dstPod ?? (dest?.kind === 'pod' ? podName(dest.pod) : null),
+    },
+    endpoint: p?.endpoint ?? null,
+    protocol: 'tcp',
+    bytesSent: k.bytesSent,
+    bytesReceived: k.bytesReceived,
+    packetsSent: k.packetsSent,
+    packetsReceived: k.packetsReceived,
+    state: k.open ? 'open' : 'closed',
+    startTime: new Date(k.startMs).toISOString(),
+    durationMs: Math.max(0, Math.round(end - k.startMs)),
+    responseFlags: p?.responseFlags ?? '-',
+  };
+}
+
+function proxyRow(p: ProxyFlow, now: number): FlowRow {
+  return {
+    source: { pod: p.sourcePod ?? null, ip: p.sourceIP, port: p.sourcePort },
+    destination: { ip: p.dstIP, port: p.dstPort, service: p.service ?? null, pod: p.dstPod ?? null },
+    endpoint: p.endpoint ?? null,
+    protocol: 'tcp',
+    bytesSent: p.bytesSent,
+    bytesReceived: p.bytesReceived,
+    packetsSent: null,
+    packetsReceived: null,
+    state: p.endMs === undefined ? 'open' : 'closed',
+    startTime: new Date(p.startMs).toISOString(),
+    durationMs: Math.max(0, Math.round((p.endMs ?? now) - p.startMs)),
+    responseFlags: p.responseFlags,
+  };
+}

@@ -1,0 +1,130 @@
+// `npm run bench`: the cost of the mesh L4 path. The same open-loop HTTP/1.1 load from a pod
+// to a service on another node, once direct (no agent) and once through the mesh, in one run;
+// then closed-loop saturation with wrk. Writes bench-results/<time>.json and prints a table.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Testbed } from './testbed/testbed.js';
+import { AgentProcess, FIXTURES } from './testbed/agent.js';
+import { serviceDoc, testbedDocs, writeConfig } from './testbed/mesh-config.js';
+
+const RATE = 1000;
+const SECONDS = 10;
+const CONNECTIONS = 16;
+const VIP = '10.96.0.10';
+
+interface OpenLoop {
+  requests: number;
+  ok: number;
+  errors: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+interface Phase {
+  openLoop: OpenLoop;
+  saturationRps: number;
+  agentCpuSecondsPer1000?: number;
+  agentRssMiB?: number;
+}
+
+const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100)
+};
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+
+async function openLoop(tb: Testbed, url: string, rate: number, seconds: number): Promise<OpenLoop> {
+  const r = await tb.exec({ pod: 'client' }, [process.execPath, path.join(FIXTURES, 'open-loop.mjs'), url, String(rate), String(seconds), String(CONNECTIONS)], {
+    timeoutMs: (seconds + 20) * 1000,
+  });
+  if (r.code !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as OpenLoop;
+}
+
+async function saturation(tb: Testbed, url: string): Promise<number> {
+  const r = await tb.exec({ pod: 'client' }, ['wrk', '-t1', `-c${CONNECTIONS}`, '-d5s', url], { timeoutMs: 30_000 });
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1];
+  if (r.code !== 0 || !rps) throw new Error(`wrk failed: ${r.stderr || r.stdout}`);
+  return Number(rps);
+}
+
+async function phase(tb: Testbed, url: string, agent?: AgentProcess): Promise<Phase> {
+  await openLoop(tb, url, RATE, 2); // warm-up: connections, JIT
+  const cpuBefore = agent?.pid ? cpuSeconds(agent.pid) : 0;
+  const result = await openLoop(tb, url, RATE, SECONDS);
+  const cpu = agent?.pid ? cpuSeconds(agent.pid) - cpuBefore : undefined;
+  const rss = agent?.pid ? rssMiB(agent.pid) : undefined;
+  return {
+    openLoop: result,
+    saturationRps: await saturation(tb, url),
+    ...(cpu !== undefined ? { agentCpuSecondsPer1000: (cpu / result.requests) * 1000 } : {}),
+    ...(rss !== undefined ? { agentRssMiB: rss } : {}),
+  };
+}
+
+async function main(): Promise<void> {
+  await Testbed.sweep();
+  const dir = mkdtempSync(path.join(tmpdir(), 'nodemesh-bench-'));
+  const tb = await Testbed.create({
+    nodes: [
+      { name: 'n1', pods: [{ name: 'client', namespace: 'bench', labels: { app: 'client' } }] },
+      { name: 'n2', pods: [{ name: 'server', namespace: 'bench', labels: { app: 'server' } }] },
+    ],
+    namespaces: { bench: { 'nodemesh.io/mode': 'enabled' } },
+  });
+  const agents: AgentProcess[] = [];
+  try {
+    await tb.startServer('server');
+    const direct = await phase(tb, `http://${tb.podIP('server')}:8080/`);
+    const config = path.join(dir, 'mesh.yaml');
+    writeConfig(config, [
+      ...testbedDocs(tb),
+      serviceDoc({ name: 'server', namespace: 'bench', clusterIP: VIP, selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080 }] }),
+    ]);
+    for (const node of ['n1', 'n2']) {
+      const agent = new AgentProcess(tb, node);
+      agents.push(agent);
+      await agent.start(config);
+    }
+    const mesh = await phase(tb, `http://${VIP}/`, agents[0]);
+    const results = {
+      date: new Date().toISOString(),
+      load: { rate: RATE, seconds: SECONDS, connections: CONNECTIONS, protocol: 'HTTP/1.1 keep-alive, open loop' },
+      direct,
+      mesh,
+      addedP99Ms: mesh.openLoop.p99 - direct.openLoop.p99,
+    };
+    mkdirSync('bench-results', { recursive: true });
+    const file = path.join('bench-results', `${results.date.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    const ms = (v: number) => `${v.toFixed(2)} ms`;
+    const row = (name: string, p: Phase) =>
+      `${name.padEnd(8)} ${ms(p.openLoop.p50).padStart(10)} ${ms(p.openLoop.p90).padStart(10)} ${ms(p.openLoop.p99).padStart(10)} ${String(p.openLoop.errors).padStart(7)} ${p.saturationRps.toFixed(0).padStart(9)}`;
+    process.stdout.write(
+      [
+        `open loop ${RATE} rps × ${SECONDS} s, ${CONNECTIONS} keep-alive connections, pod on n1 → service on n2`,
+        `${'path'.padEnd(8)} ${'p50'.padStart(10)} ${'p90'.padStart(10)} ${'p99'.padStart(10)} ${'errors'.padStart(7)} ${'max rps'.padStart(9)}`,
+        row('direct', direct),
+        row('mesh', mesh),
+        `added p99 at ${RATE} rps: ${ms(results.addedP99Ms)}`,
+        `agent (n1): ${mesh.agentCpuSecondsPer1000?.toFixed(3)} CPU s per 1000 requests, RSS ${mesh.agentRssMiB?.toFixed(0)} MiB`,
+        `results written to ${file}`,
+      ].join('\n') + '\n',
+    );
+  } finally {
+    for (const agent of agents) {
+      await agent.stop();
+      await agent.cli(['agent', '--cleanup', '--bpffs', agent.bpffs]);
+    }
+    await tb.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,95 @@
+// Runs a real `nodemesh agent` inside a testbed node's network namespace and talks to it
+// through the real CLI, as an operator on that node would.
+import { once } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import type { Testbed } from './testbed.js';
+
+export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../agent/src/cli/main.js');
+
+export class AgentProcess {
+  readonly node: string;
+  readonly bpffs: string;
+  readonly #tb: Testbed;
+  #child: ChildProcess | undefined;
+  #output = '';
+
+  constructor(tb: Testbed, node: string) {
+    this.#tb = tb;
+    this.node = node;
+    this.bpffs = `/sys/fs/bpf/nodemesh/${tb.id}-${node}`;
+  }
+
+  /** The agent's process id (nsenter execs the agent in place). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Everything the running agent wrote since its last start (JSON log lines and errors). */
+  get output(): string {
+    return this.#output;
+  }
+
+  async start(configPath: string): Promise<void> {
+    const child = this.#tb.spawnInNode(this.node, [
+      process.execPath,
+      CLI,
+      'agent',
+      '--config',
+      configPath,
+      '--node',
+      this.node,
+      '--cgroup-root',
+      this.#tb.nodeCgroup(this.node),
+      '--bpffs',
+      this.bpffs,
+    ]);
+    this.#child = child;
+    this.#output = '';
+    const collect = (chunk: Buffer) => (this.#output += chunk.toString());
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    const deadline = Date.now() + 20_000;
+    while (!this.#output.includes('agent ready')) {
+      if (child.exitCode !== null) throw new Error(`agent on ${this.node} exited ${child.exitCode}:\n${this.#output}`);
+      if (Date.now() > deadline) throw new Error(`agent on ${this.node} not ready within 20 s:\n${this.#output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGTERM, as the kubelet does; resolves when the process has exited. */
+  async stop(): Promise<number | null> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await exited;
+    return child.exitCode;
+  }
+
+  /** Runs `nodemesh <args>` in this node's network namespace. */
+  async cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return this.#tb.exec({ node: this.node }, [process.execPath, CLI, ...args]);
+  }
+
+  async json<T>(args: string[]): Promise<T> {
+    const r = await this.cli([...args, '--json']);
+    if (r.code !== 0) throw new Error(`nodemesh ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  /** Polls until check returns a value (not undefined) or the bounded wait ends. */
+  async until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await check();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Source fixtures are plain .mjs files, run from the source tree. */
+export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures');
