@@ -8,7 +8,8 @@ import { Testbed } from './testbed/testbed.js';
 import { AgentProcess } from './testbed/agent.js';
 import { serviceDoc, testbedDocs, writeConfig } from './testbed/mesh-config.js';
 
-const say = (text: string) => process.stdout.write(`\n\x1b[1m== ${text}\x1b[0m\n`);
+const bold = (text: string) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
+const say = (text: string) => process.stdout.write(`\n${bold(`== ${text}`)}\n`);
 
 async function main(): Promise<void> {
   await Testbed.sweep();

@@ -1,0 +1,153 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { RoundRobin } from '../balance/round-robin.js';
+import { FlowTable } from '../telemetry/flow-table.js';
+import { indexFromYaml, memoryLogger } from '../testing/mesh.js';
+import { OutboundProxy, type Origin } from './outbound.js';
+
+// Loopback stands in for the pod network: pods 127.0.0.2 and 127.0.0.3, a VIP 10.96.0.10.
+const mesh = (backendPort: number) => `
+apiVersion: v1
+kind: Node
+metadata: { name: n1 }
+status: { addresses: [{ type: InternalIP, address: 127.0.0.1 }] }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: shop, annotations: { nodemesh.io/cgroup: /sys/fs/cgroup/client } }
+spec: { nodeName: n1 }
+status: { podIP: 127.0.0.9 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: web-1, namespace: shop, labels: { app: web } }
+spec: { nodeName: n1 }
+status: { podIP: 127.0.0.2 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: dead-1, namespace: shop, labels: { app: dead } }
+spec: { nodeName: n2 }
+status: { podIP: 127.0.0.3 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: shop }
+spec: { clusterIP: 10.96.0.10, selector: { app: web }, ports: [{ port: 80, targetPort: ${backendPort} }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: dead, namespace: shop }
+spec: { clusterIP: 10.96.0.11, selector: { app: dead }, ports: [{ port: 80, targetPort: 1 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: empty, namespace: shop }
+spec: { clusterIP: 10.96.0.12, selector: { app: nobody }, ports: [{ port: 80, targetPort: 80 }] }
+`;
+
+const result = (s: net.Socket) =>
+  new Promise<{ data: string; error?: string }>((resolve) => {
+    let data = '';
+    s.on('data', (c: Buffer) => (data += c.toString()));
+    s.on('end', () => resolve({ data }));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve({ data, error: e.code ?? e.message }));
+  });
+
+describe('outbound proxy', () => {
+  // Keyed by the client's source address, which each dial picks fresh: the record must exist
+  // before the proxy accepts, as the kernel's does.
+  const origins = new Map<string, Origin>();
+  let sources = 0;
+  const nextSource = () => `127.0.1.${++sources}`;
+  const flows = new FlowTable();
+  const { log, lines } = memoryLogger();
+  let backend: net.Server;
+  let proxy: OutboundProxy;
+  let proxyPort: number;
+
+  /** Dials the proxy as a redirected pod would, with the origin the kernel would record. */
+  const dial = async (dstIP: string | undefined, payload: string) => {
+    const localAddress = nextSource();
+    if (dstIP) origins.set(localAddress, { dstIP, dstPort: 80, cgroupId: 1n, cookie: BigInt(sources) });
+    const s = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress, allowHalfOpen: true });
+    s.end(payload);
+    return { source: localAddress, ...(await result(s)) };
+  };
+
+  before(async () => {
+    backend = net.createServer({ allowHalfOpen: true }, (s) => {
+      let n = 0;
+      s.on('error', () => {}); // the drain test resets it
+      s.on('data', (c: Buffer) => (n += c.length));
+      s.on('end', () => s.end(`web-1 got ${n}`));
+    });
+    backend.listen(0, '127.0.0.2');
+    await once(backend, 'listening');
+    const index = indexFromYaml(mesh((backend.address() as net.AddressInfo).port), 'n1');
+    proxy = new OutboundProxy(
+      { connectTimeoutMs: 2000 },
+      { lookupOrigin: (ip) => origins.get(ip) ?? null, index: () => index, balancer: new RoundRobin(), flows, log },
+    );
+    await proxy.listen('127.0.0.1', 0);
+    proxyPort = Number(proxy.address.split(':')[1]);
+  });
+
+  after(async () => {
+    await proxy.close(0);
+    backend.close();
+  });
+
+  it('relays a redirected connection to an endpoint of its Service and records the flow', async () => {
+    const r = await dial('10.96.0.10', 'hello');
+    assert.deepEqual({ data: r.data, error: r.error }, { data: 'web-1 got 5', error: undefined });
+    const row = flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === r.source);
+    assert.equal(row?.source.pod, 'shop/client');
+    assert.equal(row?.destination.service, 'shop/web');
+    assert.equal(row?.endpoint?.pod, 'shop/web-1');
+    assert.equal(row?.bytesSent, 5);
+    assert.equal(row?.bytesReceived, 'web-1 got 5'.length);
+    assert.equal(row?.state, 'closed');
+    assert.equal(row?.responseFlags, '-');
+  });
+
+  it('resets a connection to a Service without endpoints at once (UH)', async () => {
+    const r = await dial('10.96.0.12', 'x');
+    assert.equal(r.error, 'ECONNRESET');
+    const row = flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === r.source);
+    assert.equal(row?.responseFlags, 'UH');
+  });
+
+  it('resets when the endpoint refuses (UF), and says so in the log', async () => {
+    const r = await dial('10.96.0.11', 'x');
+    assert.equal(r.error, 'ECONNRESET');
+    const row = flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === r.source);
+    assert.equal(row?.responseFlags, 'UF');
+    assert.ok(lines.some((l) => l.reason === 'ECONNREFUSED'));
+  });
+
+  it('resets a connection the kernel did not redirect (no recorded origin)', async () => {
+    const r = await dial(undefined, 'x');
+    assert.equal(r.error, 'ECONNRESET');
+    assert.ok(lines.some((l) => String(l.msg).includes('no original destination')));
+  });
+
+  it('drains on close: open connections get the deadline, then are reset', async () => {
+    const localAddress = nextSource();
+    origins.set(localAddress, { dstIP: '10.96.0.10', dstPort: 80, cgroupId: 1n, cookie: BigInt(sources) });
+    const s = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress, allowHalfOpen: true });
+    await once(s, 'connect');
+    s.write('still talking');
+    const ended = result(s);
+    const started = Date.now();
+    await proxy.close(200);
+    assert.equal((await ended).error, 'ECONNRESET');
+    assert.ok(Date.now() - started >= 150);
+  });
+});

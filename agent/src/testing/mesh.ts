@@ -1,0 +1,28 @@
+// Test helpers shared by unit tests: a mesh state from YAML through the real validation, and
+// a logger that keeps its lines for assertions.
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { applyConfig } from '../control/apply.js';
+import { parseConfig } from '../control/config-docs.js';
+import { MeshIndex } from '../state/mesh-index.js';
+
+/** Builds the node's index from YAML; every pod cgroup "exists" and has id = its position + 1. */
+export function indexFromYaml(yaml: string, node: string): MeshIndex {
+  const state = applyConfig(null, parseConfig(yaml, 'test.yaml'), { node, cgroupExists: () => true });
+  const ids = new Map<string, bigint>();
+  return new MeshIndex(state, node, (path) => {
+    if (!ids.has(path)) ids.set(path, BigInt(ids.size + 1));
+    return ids.get(path);
+  });
+}
+
+export function memoryLogger(): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: pino({ level: 'debug' }, sink), lines };
+}
