@@ -17,7 +17,13 @@ export type ErrorCode =
   | 'NM_ERR_PROXY_LISTEN'
   | 'NM_ERR_ADMIN_LISTEN'
   | 'NM_ERR_ADMIN_UNREACHABLE'
-  | 'NM_ERR_CLI_ARGUMENT';
+  | 'NM_ERR_CLI_ARGUMENT'
+  | 'NM_ERR_TESTBED_SPEC'
+  | 'NM_ERR_TESTBED_UNKNOWN'
+  | 'NM_ERR_TESTBED_CGROUP2'
+  | 'NM_ERR_TESTBED_COMMAND'
+  | 'NM_ERR_TESTBED_DESTROYED'
+  | 'NM_ERR_TESTBED_SERVER';
 
 export class NodemeshError extends Error {
   readonly code: ErrorCode;

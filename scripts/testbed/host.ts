@@ -5,7 +5,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestbedError } from './testbed-error.js';
+import { NodemeshError } from '../../agent/src/errors.js';
 
 export const NETNS_DIR = '/var/run/netns';
 export const BPF_PIN_DIR = '/sys/fs/bpf/nodemesh';
@@ -23,7 +23,7 @@ export function run(argv: string[]): Promise<void> {
         return;
       }
       const detail = stderr.trim() || error.message;
-      reject(new TestbedError('NM_ERR_TESTBED_COMMAND', `\`${argv.join(' ')}\` failed: ${detail}`, { cause: error }));
+      reject(new NodemeshError('NM_ERR_TESTBED_COMMAND', `\`${argv.join(' ')}\` failed: ${detail}`, { cause: error }));
     });
   });
 }
@@ -36,7 +36,7 @@ export function cgroup2Mount(): string {
       return mountPoint.replace(/\\040/g, ' ');
     }
   }
-  throw new TestbedError('NM_ERR_TESTBED_CGROUP2', 'no cgroup2 filesystem in /proc/mounts; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified)');
+  throw new NodemeshError('NM_ERR_TESTBED_CGROUP2', 'no cgroup2 filesystem in /proc/mounts; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified)');
 }
 
 export function netnsPath(name: string): string {

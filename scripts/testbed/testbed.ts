@@ -12,12 +12,11 @@ import { cgroup2Mount, netnsPath, removeSelected } from './host.js';
 import { buildNetwork } from './network.js';
 import { nodeYaml, POD_PORTS } from './node-yaml.js';
 import { inNode, inPod, ProcessTracker, type ExecOptions, type ExecResult, type SpawnOptions } from './processes.js';
-import { TestbedError } from './testbed-error.js';
+import { NodemeshError } from '../../agent/src/errors.js';
 import { CGROUP_PREFIX, NETNS_PREFIX, plan, type Plan, type PlannedNode, type PlannedPod, type TestbedSpec } from './topology.js';
 
 export type { ExecOptions, ExecResult, SpawnOptions } from './processes.js';
 export type { NodeSpec, PodSpec, TestbedSpec } from './topology.js';
-export { TestbedError } from './testbed-error.js';
 export { POD_CGROUP_ANNOTATION, POD_PORTS } from './node-yaml.js';
 
 export type Where = { pod: string } | { node: string };
@@ -159,7 +158,7 @@ export class Testbed {
 
   #wrap(where: Where, argv: string[]): string[] {
     if (this.#destroyed) {
-      throw new TestbedError('NM_ERR_TESTBED_DESTROYED', `testbed ${this.id} is destroyed; create a new one`);
+      throw new NodemeshError('NM_ERR_TESTBED_DESTROYED', `testbed ${this.id} is destroyed; create a new one`);
     }
     if ('pod' in where) {
       return inPod(this.podCgroup(where.pod), this.#pod(where.pod).netns, argv);
@@ -170,7 +169,7 @@ export class Testbed {
   #node(name: string): PlannedNode {
     const node = this.#plan.nodes.find((n) => n.name === name);
     if (node === undefined) {
-      throw new TestbedError('NM_ERR_TESTBED_UNKNOWN', `no node "${name}" in testbed ${this.id}`);
+      throw new NodemeshError('NM_ERR_TESTBED_UNKNOWN', `no node "${name}" in testbed ${this.id}`);
     }
     return node;
   }
@@ -178,7 +177,7 @@ export class Testbed {
   #pod(name: string): PlannedPod {
     const pod = this.#plan.nodes.flatMap((n) => n.pods).find((p) => p.spec.name === name);
     if (pod === undefined) {
-      throw new TestbedError('NM_ERR_TESTBED_UNKNOWN', `no pod "${name}" in testbed ${this.id}`);
+      throw new NodemeshError('NM_ERR_TESTBED_UNKNOWN', `no pod "${name}" in testbed ${this.id}`);
     }
     return pod;
   }
@@ -209,7 +208,7 @@ function waitReady(child: ChildProcess, pod: string): Promise<void> {
     const fail = (why: string): void => {
       settle();
       child.kill('SIGKILL');
-      reject(new TestbedError('NM_ERR_TESTBED_SERVER', `pod-server in pod "${pod}" ${why}; stderr: ${stderr.trim() || '(empty)'}`));
+      reject(new NodemeshError('NM_ERR_TESTBED_SERVER', `pod-server in pod "${pod}" ${why}; stderr: ${stderr.trim() || '(empty)'}`));
     };
     child.stdout?.setEncoding('utf8').on('data', onStdout);
     child.stderr?.setEncoding('utf8').on('data', onStderr);

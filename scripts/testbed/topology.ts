@@ -1,7 +1,7 @@
 // Turns a testbed spec into a plan: every netns, interface, address and cgroup path the
 // testbed will create, computed up front so building and cleaning up follow one source.
 
-import { TestbedError } from './testbed-error.js';
+import { NodemeshError } from '../../agent/src/errors.js';
 
 export interface PodSpec {
   name: string;
@@ -109,5 +109,5 @@ function validate(spec: TestbedSpec, id: string): void {
 }
 
 function fail(message: string): never {
-  throw new TestbedError('NM_ERR_TESTBED_SPEC', message);
+  throw new NodemeshError('NM_ERR_TESTBED_SPEC', message);
 }

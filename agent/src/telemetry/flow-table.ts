@@ -1,25 +1,9 @@
 // The node's flow table for `nodemesh flows`: the kernel's per-connection records (sockops
 // counters, open/closed) joined with what the proxy decided for each connection (service,
 // endpoint, response flags). Either side alone still yields a row.
+import type { FlowRecord } from '../redirect/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import { podName } from '../state/mesh-index.js';
-
-/** One connection as recorded by the BPF flow map (pod's point of view). */
-export interface KernelFlow {
-  ip: string;
-  port: number;
-  dstIP: string;
-  dstPort: number;
-  cgroupId: bigint;
-  cookie: bigint;
-  startMs: number;
-  endMs?: number;
-  open: boolean;
-  bytesSent: number;
-  bytesReceived: number;
-  packetsSent: number;
-  packetsReceived: number;
-}
 
 /** Envoy's response flags, so operators read them as they already know them. */
 export type ResponseFlag = '-' | 'UH' | 'UF' | 'UT' | 'NR' | 'DC';
@@ -80,7 +64,7 @@ export class FlowTable {
   }
 
   /** Newest first. */
-  rows(kernel: readonly KernelFlow[], index: MeshIndex, now = Date.now()): FlowRow[] {
+  rows(kernel: readonly FlowRecord[], index: MeshIndex, now = Date.now()): FlowRow[] {
     const byCookie = new Map<bigint, ProxyFlow>();
     for (const f of [...this.#closed, ...this.#open]) if (f.cookie !== undefined) byCookie.set(f.cookie, f);
     const rows: FlowRow[] = [];
@@ -96,7 +80,7 @@ export class FlowTable {
   }
 }
 
-function kernelRow(k: KernelFlow, p: ProxyFlow | undefined, index: MeshIndex, now: number): FlowRow {
+function kernelRow(k: FlowRecord, p: ProxyFlow | undefined, index: MeshIndex, now: number): FlowRow {
   const local = index.localPods.get(k.cgroupId);
   const dest = index.destination(k.dstIP, k.dstPort);
   const end = k.open ? now : (k.endMs ?? p?.endMs ?? now);
