@@ -1,48 +1,64 @@
-// Byte relay between the accepted pod connection and the upstream connection: backpressure
-// (pipe pauses the faster side), half-close carried across (FIN one way, the other way keeps
-// flowing) and a reset on one side turned into a reset on the other, not a clean close.
-import type { Socket } from 'node:net';
+// Byte relay between two ends of a proxied connection (TCP sockets or HBONE tunnel streams):
+// backpressure (pipe pauses the faster side), half-close carried across (end of one
+// direction, the other keeps flowing) and a reset on one side turned into a reset on the
+// other, never a clean close that would pass for a complete answer.
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export interface RelayResult {
-  /** Bytes read from the downstream (pod) socket and written upstream. */
+  /** Bytes read from the downstream end and written upstream. */
   bytesFromDownstream: number;
-  /** Bytes read from upstream and written to the pod. */
+  /** Bytes read from upstream and written downstream. */
   bytesFromUpstream: number;
   /** The first error seen on either side, if any (e.g. ECONNRESET). */
   error?: NodeJS.ErrnoException;
 }
 
-/** Both sockets must have been created with allowHalfOpen: true. Resolves once both are closed. */
-export function relay(downstream: Socket, upstream: Socket): Promise<RelayResult> {
+/** A TCP reset for a socket; RST_STREAM (through destroy with an error) for a tunnel stream. */
+export function reset(end: Duplex): void {
+  if (end.destroyed) return;
+  if (end instanceof net.Socket) end.resetAndDestroy();
+  else end.destroy(Object.assign(new Error('peer reset the connection'), { code: 'ECONNRESET' }));
+}
+
+/** Sockets must have been created with allowHalfOpen: true. Resolves once both ends are closed. */
+export function relay(downstream: Duplex, upstream: Duplex): Promise<RelayResult> {
   return new Promise((resolve) => {
     let firstError: NodeJS.ErrnoException | undefined;
     let closed = 0;
+    const bytes = { down: 0, up: 0 };
+    downstream.on('data', (chunk: Buffer) => (bytes.down += chunk.length));
+    upstream.on('data', (chunk: Buffer) => (bytes.up += chunk.length));
 
-    const onError = (peer: Socket) => (err: NodeJS.ErrnoException) => {
+    const onError = (peer: Duplex) => (err: NodeJS.ErrnoException) => {
       firstError ??= err;
-      // A reset (or any error) on one side is passed on as a reset, so the other end sees the
-      // failure instead of a clean end of stream that would look like a complete response.
-      if (!peer.destroyed) peer.resetAndDestroy();
+      reset(peer);
     };
     const onClose = () => {
       closed += 1;
       if (closed < 2) return;
-      resolve({
-        bytesFromDownstream: downstream.bytesRead,
-        bytesFromUpstream: upstream.bytesRead,
-        ...(firstError ? { error: firstError } : {}),
-      });
+      resolve({ bytesFromDownstream: bytes.down, bytesFromUpstream: bytes.up, ...(firstError ? { error: firstError } : {}) });
+    };
+    // A stream destroyed without an error (e.g. RST_STREAM with CANCEL) still must not look
+    // like a clean end on the other side.
+    const onPrematureClose = (self: Duplex, peer: Duplex) => () => {
+      if (!self.readableEnded && !peer.destroyed) {
+        firstError ??= Object.assign(new Error('closed before the end of stream'), { code: 'ECONNRESET' });
+        reset(peer);
+      }
+      onClose();
     };
 
     downstream.on('error', onError(upstream));
     upstream.on('error', onError(downstream));
-    downstream.on('close', onClose);
-    upstream.on('close', onClose);
-    // Once both directions have ended, close; allowHalfOpen would otherwise keep the fd open.
+    downstream.on('close', onPrematureClose(downstream, upstream));
+    upstream.on('close', onPrematureClose(upstream, downstream));
+    // Once both directions have ended, close; allowHalfOpen would otherwise keep a socket open.
     const closeWhenBothEnded = () => {
       if (downstream.readableEnded && upstream.readableEnded) {
-        downstream.destroySoon();
-        upstream.destroySoon();
+        for (const end of [downstream, upstream]) {
+          if (end instanceof net.Socket) end.destroySoon();
+        }
       }
     };
     downstream.on('end', closeWhenBothEnded);
