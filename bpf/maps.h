@@ -44,4 +44,28 @@ struct {
 	__type(value, struct nm_flow);
 } nm_flows SEC(".maps");
 
+/* PeerAuthentication, read by ingress: per pod (key: pod IP, network order) ... */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_PODS);
+	__type(key, __u32);
+	__type(value, struct nm_mtls);
+} nm_pod_mtls SEC(".maps");
+
+/* ... and per port of a pod, which wins over the pod's mode. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_MTLS_PORTS);
+	__type(key, struct nm_dest_key);
+	__type(value, struct nm_mtls);
+} nm_port_mtls SEC(".maps");
+
+/* Per CPU so the ingress fast path never contends on a shared counter; the agent sums. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NM_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} nm_stats SEC(".maps");
+
 #endif

@@ -10,6 +10,7 @@
 #define NM_MAX_DESTS 65536
 #define NM_MAX_PENDING 65536
 #define NM_MAX_FLOWS 65536
+#define NM_MAX_MTLS_PORTS 65536
 
 /* How deep below the attach cgroup a pod's cgroup (or one of its children) may sit. */
 #define NM_MAX_CGROUP_DEPTH 32
@@ -19,6 +20,11 @@
 
 #define NM_FLOW_OPEN 1
 #define NM_FLOW_CLOSED 2
+
+/* nm_stats indexes (a per-CPU array of __u64 counters). */
+#define NM_STAT_PLAINTEXT_REFUSED 0 /* packets to a STRICT listener dropped (SYN retransmits count) */
+#define NM_STAT_PROXY_ADMITTED 1    /* packets to a STRICT listener that came from the proxy */
+#define NM_STAT_COUNT 2
 
 /* nm_config[0]: the node proxy's outbound listener. A map, not a const volatile, because
  * the node address may change on a config reload without reloading the programs. */
@@ -75,6 +81,14 @@ struct nm_flow {
 	__u64 bytes_received;
 	__u64 packets_sent;
 	__u64 packets_received;
+};
+
+/* nm_pod_mtls value (keyed by pod IP, network order) and nm_port_mtls value (keyed by
+ * struct nm_dest_key of the pod IP and port): the PeerAuthentication mode that applies.
+ * A port entry overrides the pod's entry; no entry at all means not enforced. */
+struct nm_mtls {
+	__u32 strict; /* 1 = STRICT: only the node proxy may connect; 0 = PERMISSIVE/DISABLE */
+	__u32 pad;
 };
 
 #endif

@@ -43,6 +43,7 @@ function bind(so: koffi.IKoffiLib) {
     mapDelete: so.func('int bpf_map_delete_elem(int fd, const void *key)'),
     mapNextKey: so.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)'),
     probeProgType: so.func('int libbpf_probe_bpf_prog_type(int prog_type, const void *opts)'),
+    numPossibleCpus: so.func('int libbpf_num_possible_cpus(void)'),
   };
 }
 
@@ -75,6 +76,7 @@ function check(rc: number, fail: (errno: number) => NodemeshError): number {
 export const BPF_ANY = 0;
 
 /** enum bpf_prog_type values the agent probes for. */
+export const BPF_PROG_TYPE_CGROUP_SKB = 8;
 export const BPF_PROG_TYPE_SOCK_OPS = 13;
 export const BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18;
 
@@ -208,6 +210,14 @@ export class MapHandle {
     return value;
   }
 
+  /**
+   * A per-CPU map's value: the kernel copies one slot per possible CPU, each rounded up to
+   * 8 bytes, so the buffer is sized for all of them.
+   */
+  lookupPerCpu(key: Buffer, valueSize: number): Buffer | null {
+    return this.lookup(key, Math.ceil(valueSize / 8) * 8 * possibleCpus());
+  }
+
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
     check(lib().mapUpdate(this.fd, key, value, flags), (e) => nativeError('NM_ERR_BPF_MAP', 'bpf_map_update_elem', this.name, e));
   }
@@ -270,6 +280,17 @@ export function linkInfo(fd: number): LinkInfo {
     cgroupId: b.readBigUInt64LE(16),
     attachType: b.readUInt32LE(24),
   };
+}
+
+let cpus: number | undefined;
+
+/** CPUs the kernel may ever bring up (/sys/devices/system/cpu/possible), as per-CPU maps count them. */
+export function possibleCpus(): number {
+  if (cpus === undefined) {
+    const rc = lib().numPossibleCpus();
+    cpus = check(rc, (e) => nativeError('NM_ERR_BPF_MAP', 'libbpf_num_possible_cpus', 'cpus', e));
+  }
+  return cpus;
 }
 
 /** Whether the kernel can load programs of this type (needs the bpf() syscall and privileges). */

@@ -222,11 +222,11 @@ describe('eBPF capture and the L4 node proxy', { skip: isRoot ? false : 'needs r
       (JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup]).toString().trim() || '[]') as Array<{ attach_type: string }>)
         .map((p) => p.attach_type)
         .sort();
-    assert.deepEqual(attached(), ['cgroup_inet4_connect', 'cgroup_sock_ops']);
+    assert.deepEqual(attached(), ['cgroup_inet4_connect', 'cgroup_inet_ingress', 'cgroup_sock_ops']);
     const agent = a('n1');
     assert.equal(await agent.stop(), 0);
     await agent.start(configFile);
-    assert.deepEqual(attached(), ['cgroup_inet4_connect', 'cgroup_sock_ops']);
+    assert.deepEqual(attached(), ['cgroup_inet4_connect', 'cgroup_inet_ingress', 'cgroup_sock_ops']);
     assert.equal((await curl('client', 'http://10.96.0.10/')).body?.pod, 'web-1');
 
     await agent.stop();

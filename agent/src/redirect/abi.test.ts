@@ -12,17 +12,23 @@ import {
   FLOW_OPEN,
   LAYOUT,
   MAX_ENTRIES,
+  STAT,
   decodeAddrKey,
   decodeConfig,
   decodeFlow,
+  decodeMtls,
   decodeOrigin,
   decodePod,
   encodeConfig,
   encodeDestKey,
   encodeFlow,
+  encodeMtls,
   encodeOrigin,
   encodePod,
+  encodePodMtlsKey,
+  encodePortMtlsKey,
   readIPv4,
+  sumPerCpu,
   writeIPv4,
   type RawFlow,
 } from './abi.js';
@@ -59,6 +65,8 @@ int main(void) {
          NM_MAX_PODS, NM_MAX_DESTS, NM_MAX_PENDING, NM_MAX_FLOWS);
   printf("\\"NM_DEST_SERVICE\\": %d, \\"NM_DEST_POD\\": %d, \\"NM_FLOW_OPEN\\": %d, \\"NM_FLOW_CLOSED\\": %d,\\n",
          NM_DEST_SERVICE, NM_DEST_POD, NM_FLOW_OPEN, NM_FLOW_CLOSED);
+  printf("\\"NM_MAX_MTLS_PORTS\\": %d, \\"NM_STAT_PLAINTEXT_REFUSED\\": %d, \\"NM_STAT_PROXY_ADMITTED\\": %d, \\"NM_STAT_COUNT\\": %d,\\n",
+         NM_MAX_MTLS_PORTS, NM_STAT_PLAINTEXT_REFUSED, NM_STAT_PROXY_ADMITTED, NM_STAT_COUNT);
   /* How the kernel side fills the structs: addresses as on the wire, ports in host order. */
   struct nm_dest_key dest; memset(&dest, 0, sizeof dest);
   dest.ip = inet_addr("10.96.3.200"); dest.port = 8080;
@@ -77,6 +85,16 @@ int main(void) {
   flow.cgroup_id = 7; flow.cookie = 8; flow.start_ns = 9; flow.end_ns = 10;
   flow.bytes_sent = 11; flow.bytes_received = 12; flow.packets_sent = 13; flow.packets_received = 14;
   hex("flow", &flow, sizeof flow);
+  /* ingress keys nm_pod_mtls by iphdr.daddr and nm_port_mtls by (daddr, ntohs(tcphdr.dest)). */
+  __u32 pod_mtls_key = inet_addr("10.244.1.5");
+  hex("pod_mtls_key", &pod_mtls_key, sizeof pod_mtls_key);
+  struct nm_dest_key port_mtls_key; memset(&port_mtls_key, 0, sizeof port_mtls_key);
+  port_mtls_key.ip = inet_addr("10.244.1.5"); port_mtls_key.port = 9090;
+  hex("port_mtls_key", &port_mtls_key, sizeof port_mtls_key);
+  struct nm_mtls strict; memset(&strict, 0, sizeof strict); strict.strict = 1;
+  hex("mtls_strict", &strict, sizeof strict);
+  struct nm_mtls permissive; memset(&permissive, 0, sizeof permissive);
+  hex("mtls_permissive", &permissive, sizeof permissive);
   /* user_port of struct bpf_sock_addr: the port in network order in the low 16 bits. */
   unsigned int user_port = htons(8080);
   hex("user_port", &user_port, sizeof user_port);
@@ -114,6 +132,11 @@ test('map capacities and enum values match bpf/nodemesh.h', () => {
   assert.equal(DEST_KIND.pod, c.NM_DEST_POD);
   assert.equal(FLOW_OPEN, c.NM_FLOW_OPEN);
   assert.equal(FLOW_CLOSED, c.NM_FLOW_CLOSED);
+  assert.equal(MAX_ENTRIES.nm_pod_mtls, c.NM_MAX_PODS);
+  assert.equal(MAX_ENTRIES.nm_port_mtls, c.NM_MAX_MTLS_PORTS);
+  assert.equal(MAX_ENTRIES.nm_stats, c.NM_STAT_COUNT);
+  assert.equal(STAT.plaintextRefused, c.NM_STAT_PLAINTEXT_REFUSED);
+  assert.equal(STAT.proxyAdmitted, c.NM_STAT_PROXY_ADMITTED);
 });
 
 test('encoders produce the bytes C writes: addresses network order, ports host order', () => {
@@ -126,6 +149,10 @@ test('encoders produce the bytes C writes: addresses network order, ports host o
     bytesSent: 11n, bytesReceived: 12n, packetsSent: 13n, packetsReceived: 14n,
   };
   assert.equal(encodeFlow(flow).toString('hex'), c.flow);
+  assert.equal(encodePodMtlsKey('10.244.1.5').toString('hex'), c.pod_mtls_key);
+  assert.equal(encodePortMtlsKey('10.244.1.5', 9090).toString('hex'), c.port_mtls_key);
+  assert.equal(encodeMtls(true).toString('hex'), c.mtls_strict);
+  assert.equal(encodeMtls(false).toString('hex'), c.mtls_permissive);
 });
 
 test('decoders read back what C wrote', () => {
@@ -138,6 +165,15 @@ test('decoders read back what C wrote', () => {
   assert.equal(flow.dstIP, '1.2.3.4');
   assert.equal(flow.dstPort, 443);
   assert.equal(flow.packetsReceived, 14n);
+  assert.deepEqual(decodeMtls(buf('mtls_strict')), { strict: true });
+  assert.deepEqual(decodeMtls(buf('mtls_permissive')), { strict: false });
+});
+
+test('a per-CPU counter is the sum of its 8-byte slots', () => {
+  const slots = Buffer.alloc(3 * 8);
+  slots.writeBigUInt64LE(2n, 0);
+  slots.writeBigUInt64LE(5n, 16);
+  assert.equal(sumPerCpu(slots), 7n);
 });
 
 test("bpf_sock_addr.user_port holds the port in network order, which connect4 swaps to the map's host order", () => {

@@ -8,7 +8,16 @@ import os from 'node:os';
 // little-endian accessors, which is the host order on every platform the agent ships for.
 if (os.endianness() !== 'LE') throw new Error('nodemesh: the BPF map ABI is implemented for little-endian hosts only');
 
-export const MAP_NAMES = ['nm_config', 'nm_pods', 'nm_dests', 'nm_pending', 'nm_flows'] as const;
+export const MAP_NAMES = [
+  'nm_config',
+  'nm_pods',
+  'nm_dests',
+  'nm_pending',
+  'nm_flows',
+  'nm_pod_mtls',
+  'nm_port_mtls',
+  'nm_stats',
+] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 export const MAX_ENTRIES: Readonly<Record<MapName, number>> = {
@@ -17,12 +26,18 @@ export const MAX_ENTRIES: Readonly<Record<MapName, number>> = {
   nm_dests: 65536,
   nm_pending: 65536,
   nm_flows: 65536,
+  nm_pod_mtls: 16384,
+  nm_port_mtls: 65536,
+  nm_stats: 2,
 };
 
 export const DEST_KIND = { service: 1, pod: 2 } as const;
 export type DestKind = keyof typeof DEST_KIND;
 export const FLOW_OPEN = 1;
 export const FLOW_CLOSED = 2;
+
+/** nm_stats indexes (NM_STAT_*): per-CPU u64 counters. */
+export const STAT = { plaintextRefused: 0, proxyAdmitted: 1 } as const;
 
 /** Struct layouts: size and member offsets in bytes, as in bpf/nodemesh.h. */
 export const LAYOUT = {
@@ -46,9 +61,10 @@ export const LAYOUT = {
     packets_sent: 56,
     packets_received: 64,
   },
+  nm_mtls: { size: 8, strict: 0, pad: 4 },
 } as const;
 
-/** Sizes of the scalar keys (nm_config index, nm_pods cgroup id, nm_pending cookie). */
+/** Sizes of the scalar keys (nm_config and nm_stats index, nm_pod_mtls IP, nm_pods cgroup id, nm_pending cookie). */
 export const U32_SIZE = 4;
 export const U64_SIZE = 8;
 
@@ -103,6 +119,8 @@ export function decodePod(b: Buffer): { podIP: string; flags: number } {
 }
 
 export const encodeDestKey = addrKey;
+/** nm_port_mtls key: the pod IP and one of its ports, laid out as struct nm_dest_key. */
+export const encodePortMtlsKey = addrKey;
 export const encodeFlowKey = addrKey;
 
 export function decodeAddrKey(b: Buffer): { ip: string; port: number } {
@@ -187,4 +205,28 @@ export function decodeFlow(b: Buffer): RawFlow {
     packetsSent: b.readBigUInt64LE(L.packets_sent),
     packetsReceived: b.readBigUInt64LE(L.packets_received),
   };
+}
+
+/** nm_pod_mtls key: the pod IP as a u32 in network order. */
+export function encodePodMtlsKey(podIP: string): Buffer {
+  const b = Buffer.alloc(U32_SIZE);
+  writeIPv4(b, 0, podIP);
+  return b;
+}
+
+export function encodeMtls(strict: boolean): Buffer {
+  const b = Buffer.alloc(LAYOUT.nm_mtls.size);
+  b.writeUInt32LE(strict ? 1 : 0, LAYOUT.nm_mtls.strict);
+  return b;
+}
+
+export function decodeMtls(b: Buffer): { strict: boolean } {
+  return { strict: b.readUInt32LE(LAYOUT.nm_mtls.strict) !== 0 };
+}
+
+/** A per-CPU u64 counter as the kernel returns it (one 8-byte slot per possible CPU), summed. */
+export function sumPerCpu(b: Buffer): bigint {
+  let sum = 0n;
+  for (let off = 0; off + U64_SIZE <= b.length; off += U64_SIZE) sum += b.readBigUInt64LE(off);
+  return sum;
 }

@@ -2,7 +2,13 @@
 // failing with what to fix rather than a raw errno from deep inside the load.
 import fs from 'node:fs';
 import { NodemeshError } from '../errors.js';
-import { BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_SOCK_OPS, probeProgType, requireLibbpf } from '../../../native/libbpf.js';
+import {
+  BPF_PROG_TYPE_CGROUP_SKB,
+  BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+  BPF_PROG_TYPE_SOCK_OPS,
+  probeProgType,
+  requireLibbpf,
+} from '../../../native/libbpf.js';
 
 const CAP_NET_ADMIN = 12n;
 const CAP_SYS_ADMIN = 21n;
@@ -55,6 +61,7 @@ export function checkPrerequisites(cgroupRoot: string = findCgroup2Mount()): voi
   for (const [type, what] of [
     [BPF_PROG_TYPE_CGROUP_SOCK_ADDR, 'cgroup/connect4'],
     [BPF_PROG_TYPE_SOCK_OPS, 'sockops'],
+    [BPF_PROG_TYPE_CGROUP_SKB, 'cgroup_skb (PeerAuthentication STRICT)'],
   ] as const) {
     if (!probeProgType(type)) {
       throw new NodemeshError(

@@ -1,12 +1,15 @@
 // Runs the real capture as root: programs attached to a temporary cgroup, processes moved
 // into enrolled and unenrolled child cgroups, connections observed at real listeners.
+// PeerAuthentication runs on the loopback: a server in the pod cgroup on 127.0.0.1 plays the
+// pod, clients bound to 127.0.0.2 play the node proxy and to 127.0.0.3 anyone else (the
+// kernel runs cgroup_skb ingress for loopback deliveries as for veth ones: from sk_filter).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { Redirect, cgroupId, findCgroup2Mount, type FlowOrigin } from './index.js';
 
@@ -69,6 +72,48 @@ function connectFrom(cgroup: string, host: string, port: number): Promise<string
       else reject(new Error(`client in ${cgroup} exited ${code}`));
     }),
   );
+}
+
+/** A server inside `cgroup` (so its listening socket belongs to it) answering "ok" to each client. */
+async function serveFrom(cgroup: string, host: string): Promise<number> {
+  const script = `
+    const srv = require('net').createServer((s) => { s.on('data', () => {}); s.on('end', () => s.end('ok')); s.on('error', () => {}); });
+    srv.listen(0, process.env.HOST, () => console.log(srv.address().port));`;
+  const child = spawn('sh', ['-c', 'echo $$ > "$CG/cgroup.procs" && exec "$NODE" -e "$SCRIPT"'], {
+    env: { CG: cgroup, NODE: process.execPath, SCRIPT: script, HOST: host },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.on('exit', (code) => reject(new Error(`server in ${cgroup} exited ${code}`)));
+  });
+}
+
+/** Connects to 127.0.0.1:port from `localAddress` (default: the kernel's choice); "ok", "timeout" or an error code. */
+function tryConnect(port: number, localAddress?: string, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) }, () => s.end('hello'));
+    let reply = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve('timeout');
+    }, timeoutMs);
+    s.on('data', (d) => (reply += d));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(reply);
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(e.code ?? e.message);
+    });
+  });
 }
 
 async function eventually<T>(what: string, probe: () => T | undefined): Promise<T> {
@@ -164,19 +209,23 @@ test('an enrolled pod connecting to a non-mesh address is not redirected', { ski
   assert.equal(proxy.accepted.length, before);
 });
 
-test('status reports both attachments and the maps', { skip: notRoot }, () => {
+test('status reports every attachment and the maps', { skip: notRoot }, () => {
   const s = (redirect as Redirect).status();
   assert.equal(s.pinDir, bpffsDir);
   assert.deepEqual(s.programs.map((p) => [p.name, p.attachType, p.cgroup]), [
     ['connect4', 'cgroup/connect4', root],
     ['sockops', 'sockops', root],
+    ['ingress', 'cgroup_skb/ingress', root],
   ]);
   assert.ok(s.programs.every((p) => p.id > 0));
   const maps = Object.fromEntries(s.maps.map((m) => [m.name, m]));
   assert.deepEqual(maps.nm_pods, { name: 'nm_pods', entries: 1, maxEntries: 16384 });
   assert.deepEqual(maps.nm_dests, { name: 'nm_dests', entries: 1, maxEntries: 65536 });
+  assert.deepEqual(maps.nm_pod_mtls, { name: 'nm_pod_mtls', entries: 0, maxEntries: 16384 });
+  assert.deepEqual(maps.nm_port_mtls, { name: 'nm_port_mtls', entries: 0, maxEntries: 65536 });
+  assert.equal(s.plaintextRefused, 0);
   const kernel = attached(root).map((a) => a.attach_type).sort();
-  assert.deepEqual(kernel, ['cgroup_inet4_connect', 'cgroup_sock_ops']);
+  assert.deepEqual(kernel, ['cgroup_inet4_connect', 'cgroup_inet_ingress', 'cgroup_sock_ops']);
 });
 
 test('setPods and setDests converge the maps to the desired content', { skip: notRoot }, () => {
@@ -195,12 +244,87 @@ test('setPods and setDests converge the maps to the desired content', { skip: no
   assert.equal(count('nm_pods'), 1);
 });
 
+describe('PeerAuthentication STRICT in the kernel', { skip: notRoot }, () => {
+  const PROXY = '127.0.0.2';
+  const OTHER = '127.0.0.3';
+  let port: number;
+  const mode = (strict: boolean, ports: Array<[number, boolean]> = []) => new Map([['127.0.0.1', { strict, ports: new Map(ports) }]]);
+
+  before(async () => {
+    port = await serveFrom(container, '127.0.0.1');
+    (redirect as Redirect).setProxy(PROXY, proxy.port);
+  });
+  after(() => {
+    redirect?.setMtls(new Map());
+    redirect?.setProxy('127.0.0.1', proxy.port);
+  });
+
+  test('a STRICT pod accepts the proxy address only; plaintext from elsewhere is refused and counted', async () => {
+    const r = redirect as Redirect;
+    r.setMtls(mode(true));
+    const before = r.status();
+    assert.equal(await tryConnect(port, OTHER), 'timeout', 'another address (a pod, another node)');
+    assert.equal(await tryConnect(port), 'timeout', 'a host process with its default source address');
+    assert.equal(await tryConnect(port, PROXY), 'ok', 'the node proxy');
+    const after = r.status();
+    assert.ok(after.plaintextRefused >= before.plaintextRefused + 2, `refused ${before.plaintextRefused} -> ${after.plaintextRefused}`);
+    assert.equal(after.proxyAdmitted, before.proxyAdmitted + 1);
+  });
+
+  test('PERMISSIVE and no policy at all let everyone in', async () => {
+    const r = redirect as Redirect;
+    r.setMtls(mode(false));
+    assert.equal(await tryConnect(port, OTHER), 'ok');
+    assert.equal(await tryConnect(port, PROXY), 'ok');
+    r.setMtls(new Map());
+    assert.equal(await tryConnect(port, OTHER), 'ok');
+  });
+
+  test("a port's own mode beats the pod's, both ways", async () => {
+    const r = redirect as Redirect;
+    r.setMtls(mode(false, [[port, true]]));
+    assert.equal(await tryConnect(port, OTHER), 'timeout');
+    assert.equal(await tryConnect(port, PROXY), 'ok');
+    r.setMtls(mode(true, [[port, false]]));
+    assert.equal(await tryConnect(port, OTHER), 'ok');
+    r.setMtls(mode(true, [[port + 1 > 65535 ? 1 : port + 1, false]]));
+    assert.equal(await tryConnect(port, OTHER), 'timeout', 'an override of another port does not apply');
+  });
+
+  test("a pod-wide STRICT leaves the pod's own outgoing connections working", async () => {
+    (redirect as Redirect).setMtls(mode(true));
+    // The reply comes from a non-proxy address to 127.0.0.1:<ephemeral>, a port of the STRICT pod.
+    assert.equal(await connectFrom(container, '127.0.0.42', nonMesh.port), 'ok');
+  });
+
+  test('setMtls converges both maps and rejects a bad port before writing anything', () => {
+    const r = redirect as Redirect;
+    const count = (name: string) => r.status().maps.find((m) => m.name === name)?.entries;
+    r.setMtls(
+      new Map([
+        ['127.0.0.1', { strict: true, ports: new Map([[8080, false], [9090, true]]) }],
+        ['10.244.0.9', { strict: false, ports: new Map([[8080, true]]) }],
+      ]),
+    );
+    assert.equal(count('nm_pod_mtls'), 2);
+    assert.equal(count('nm_port_mtls'), 3);
+    r.setMtls(mode(true, [[8080, false]]));
+    assert.equal(count('nm_pod_mtls'), 1);
+    assert.equal(count('nm_port_mtls'), 1);
+    assert.throws(() => r.setMtls(new Map([['10.244.0.10', { strict: true, ports: new Map([[0, true]]) }]])), /1\.\.65535, got 0/);
+    assert.equal(count('nm_pod_mtls'), 1, 'nothing written');
+    r.setMtls(new Map());
+    assert.equal(count('nm_pod_mtls'), 0);
+    assert.equal(count('nm_port_mtls'), 0);
+  });
+});
+
 test('a restart replaces the attachments instead of stacking them; cleanup removes everything', { skip: notRoot }, async () => {
   (redirect as Redirect).close();
   redirect = undefined;
-  assert.equal(attached(root).length, 2, 'close() leaves the pods captured');
+  assert.equal(attached(root).length, 3, 'close() leaves the pods captured and STRICT enforced');
   redirect = await Redirect.open({ bpffsDir, cgroupRoot: root, log });
-  assert.equal(attached(root).length, 2);
+  assert.equal(attached(root).length, 3);
   redirect.close();
   redirect = undefined;
   Redirect.cleanup(bpffsDir);

@@ -1,6 +1,7 @@
-// The agent's handle on the eBPF capture: loads and attaches connect4 + sockops to the
-// cgroup root, keeps the maps equal to the configuration, and reads back each redirected
-// connection's original destination and counters for the proxy and `nodemesh flows`.
+// The agent's handle on the eBPF capture: loads and attaches connect4 + sockops (capture)
+// and ingress (PeerAuthentication STRICT) to the cgroup root, keeps the maps equal to the
+// configuration, and reads back each redirected connection's original destination and
+// counters for the proxy and `nodemesh flows`.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -10,6 +11,7 @@ import {
   FLOW_OPEN,
   LAYOUT,
   MAP_NAMES,
+  STAT,
   U32_SIZE,
   U64_SIZE,
   decodeAddrKey,
@@ -18,13 +20,17 @@ import {
   encodeDest,
   encodeDestKey,
   encodeFlowKey,
+  encodeMtls,
   encodePod,
+  encodePodMtlsKey,
+  encodePortMtlsKey,
   encodeU32,
   encodeU64,
+  sumPerCpu,
   type DestKind,
   type MapName,
 } from './abi.js';
-import { CONNECT4_OBJECT, SOCKOPS_OBJECT, defaultObjDir } from './objects.js';
+import { CONNECT4_OBJECT, INGRESS_OBJECT, SOCKOPS_OBJECT, defaultObjDir } from './objects.js';
 import { PinLayout, ensureBpffs } from './pins.js';
 
 export interface RedirectOptions {
@@ -32,7 +38,7 @@ export interface RedirectOptions {
   bpffsDir: string;
   /** cgroup v2 directory whose whole subtree is captured. */
   cgroupRoot: string;
-  /** Where connect4.bpf.o and sockops.bpf.o are; default: the repo's bpf/. */
+  /** Where connect4.bpf.o, sockops.bpf.o and ingress.bpf.o are; default: the repo's bpf/. */
   objDir?: string;
   log: Logger;
 }
@@ -41,6 +47,15 @@ export interface MeshDestination {
   ip: string;
   port: number;
   kind: DestKind;
+}
+
+/**
+ * A local pod's PeerAuthentication as the kernel enforces it: `strict` for every port of
+ * the pod, unless `ports` names the port (true = STRICT, false = PERMISSIVE/DISABLE).
+ */
+export interface PodMtls {
+  strict: boolean;
+  ports: ReadonlyMap<number, boolean>;
 }
 
 export interface FlowOrigin {
@@ -68,6 +83,10 @@ export interface RedirectStatus {
   pinDir: string;
   programs: Array<{ name: string; id: number; attachType: string; cgroup: string }>;
   maps: Array<{ name: string; entries: number; maxEntries: number }>;
+  /** Connection attempts (SYNs, retransmissions included) to STRICT ports dropped because they did not come from the proxy. */
+  plaintextRefused: number;
+  /** Connection attempts (SYNs) to STRICT ports admitted because they came from the proxy. */
+  proxyAdmitted: number;
 }
 
 interface Attachment {
@@ -80,6 +99,7 @@ interface Attachment {
 const ATTACHMENTS: readonly Attachment[] = [
   { name: 'connect4', attachType: 'cgroup/connect4', program: 'nm_connect4', object: CONNECT4_OBJECT },
   { name: 'sockops', attachType: 'sockops', program: 'nm_sockops', object: SOCKOPS_OBJECT },
+  { name: 'ingress', attachType: 'cgroup_skb/ingress', program: 'nm_ingress', object: INGRESS_OBJECT },
 ];
 
 const KEY_SIZE: Readonly<Record<MapName, number>> = {
@@ -88,7 +108,17 @@ const KEY_SIZE: Readonly<Record<MapName, number>> = {
   nm_dests: LAYOUT.nm_dest_key.size,
   nm_pending: U64_SIZE,
   nm_flows: LAYOUT.nm_flow_key.size,
+  nm_pod_mtls: U32_SIZE,
+  nm_port_mtls: LAYOUT.nm_dest_key.size,
+  nm_stats: U32_SIZE,
 };
+
+/** What one map must change to equal the desired content. */
+interface MapPlan {
+  name: MapName;
+  stale: Buffer[];
+  writes: Array<[Buffer, Buffer]>;
+}
 
 export class Redirect {
   readonly #pins: PinLayout;
@@ -177,6 +207,34 @@ export class Redirect {
   }
 
   /**
+   * Converges nm_pod_mtls and nm_port_mtls to `pods` (keyed by pod IP); pods absent are not
+   * enforced. Tightening writes go first and loosening ones (PERMISSIVE values, deletions)
+   * last, so a port that ends STRICT is never open to plaintext in between; a port that
+   * ends PERMISSIVE may refuse for the microseconds in between, which a SYN retry covers.
+   * Only new connections are judged: plaintext connections accepted before a port became
+   * STRICT keep running until they close.
+   */
+  setMtls(pods: ReadonlyMap<string, PodMtls>): void {
+    const podWant = new Map<string, [Buffer, Buffer]>();
+    const portWant = new Map<string, [Buffer, Buffer]>();
+    for (const [podIP, mtls] of pods) {
+      const key = encodePodMtlsKey(podIP);
+      podWant.set(key.toString('hex'), [key, encodeMtls(mtls.strict)]);
+      for (const [port, strict] of mtls.ports) {
+        if (!Number.isInteger(port) || port < 1 || port > 65535) {
+          throw new NodemeshError('NM_ERR_BPF_MAP', `PeerAuthentication port of pod ${podIP} must be 1..65535, got ${port}`);
+        }
+        const portKey = encodePortMtlsKey(podIP, port);
+        portWant.set(portKey.toString('hex'), [portKey, encodeMtls(strict)]);
+      }
+    }
+    const plans = [this.#plan('nm_pod_mtls', podWant, LAYOUT.nm_mtls.size), this.#plan('nm_port_mtls', portWant, LAYOUT.nm_mtls.size)];
+    const tightens = (value: Buffer) => value.equals(encodeMtls(true));
+    for (const p of plans) this.#apply({ name: p.name, stale: [], writes: p.writes.filter(([, v]) => tightens(v)) });
+    for (const p of plans) this.#apply({ name: p.name, stale: p.stale, writes: p.writes.filter(([, v]) => !tightens(v)) });
+  }
+
+  /**
    * The original destination of a connection the proxy accepted from `ip:port`. Only open
    * flows answer: a closed record whose port is reused by an unredirected connection must
    * not lend it a pod's identity.
@@ -232,7 +290,17 @@ export class Redirect {
       for (const _ of handle.keys(KEY_SIZE[name])) entries++;
       return { name, entries, maxEntries: mapInfo(handle.fd).maxEntries };
     });
-    return { pinDir: this.#pins.dir, programs, maps };
+    const stat = (index: number) => {
+      const value = this.#maps.nm_stats.lookupPerCpu(encodeU32(index), U64_SIZE);
+      return value ? Number(sumPerCpu(value)) : 0;
+    };
+    return {
+      pinDir: this.#pins.dir,
+      programs,
+      maps,
+      plaintextRefused: stat(STAT.plaintextRefused),
+      proxyAdmitted: stat(STAT.proxyAdmitted),
+    };
   }
 
   /** Closes fds only: pins and attachments stay so pods remain captured until the next start. */
@@ -244,18 +312,26 @@ export class Redirect {
 
   /** Writes only what differs, so a reload does not churn entries the kernel is reading. */
   #reconcile(name: MapName, want: Map<string, [Buffer, Buffer]>, valueSize: number): void {
+    this.#apply(this.#plan(name, want, valueSize));
+  }
+
+  #plan(name: MapName, want: Map<string, [Buffer, Buffer]>, valueSize: number): MapPlan {
     const map = this.#maps[name];
     const stale: Buffer[] = [];
     for (const key of map.keys(KEY_SIZE[name])) if (!want.has(key.toString('hex'))) stale.push(key);
-    for (const key of stale) map.delete(key);
-    let changed = 0;
+    const writes: Array<[Buffer, Buffer]> = [];
     for (const [key, value] of want.values()) {
       const have = map.lookup(key, valueSize);
-      if (have && have.equals(value)) continue;
-      map.update(key, value);
-      changed++;
+      if (!have || !have.equals(value)) writes.push([key, value]);
     }
-    if (stale.length > 0 || changed > 0) this.#log.debug({ map: name, removed: stale.length, written: changed }, 'capture map updated');
+    return { name, stale, writes };
+  }
+
+  #apply({ name, stale, writes }: MapPlan): void {
+    const map = this.#maps[name];
+    for (const key of stale) map.delete(key);
+    for (const [key, value] of writes) map.update(key, value);
+    if (stale.length > 0 || writes.length > 0) this.#log.debug({ map: name, removed: stale.length, written: writes.length }, 'capture map updated');
   }
 }
 
