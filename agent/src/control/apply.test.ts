@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { MeshState } from '../state/model.js';
 import { applyConfig } from './apply.js';
 import { parseConfig } from './config-docs.js';
+import { ACCEPTED_KINDS } from './kinds/index.js';
 
 const NODE = 'node-1';
 const CGROUPS = new Set(['web-1', 'web-2', 'web-3'].map((p) => `/sys/fs/cgroup/nodemesh/${p}`));
@@ -127,7 +128,7 @@ spec: { clusterIP: None, ports: [{ port: 5432 }] }
       {
         resource: 'Widget w',
         field: 'kind',
-        reason: 'unknown kind foo.example/v1 Widget; accepted: v1 Node, v1 Namespace, v1 Pod, v1 Service',
+        reason: `unknown kind foo.example/v1 Widget; accepted: ${ACCEPTED_KINDS}`,
       },
       { resource: 'Pod demo/web-2', field: 'status.podIP', reason: 'must be an IPv4 address, got "10.1.0.500"' },
       { resource: 'Pod demo/web-3', field: 'spec.nodeName', reason: 'is required: the node the pod runs on (its proxy serves it)' },

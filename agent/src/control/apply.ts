@@ -24,7 +24,14 @@ export function applyConfig(
   opts: ApplyOptions,
 ): MeshState {
   const ctx: ValidationContext = { node: opts.node, cgroupExists: opts.cgroupExists ?? isDirectory };
-  const next: Building = { nodes: new Map(), namespaces: new Map(), pods: new Map(), services: new Map() };
+  const next: Building = {
+    nodes: new Map(),
+    namespaces: new Map(),
+    pods: new Map(),
+    services: new Map(),
+    authorizationPolicies: new Map(),
+    peerAuthentications: new Map(),
+  };
   const rejections: Rejection[] = [];
   const seen = new Map<string, string>();
 

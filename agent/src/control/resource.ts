@@ -1,7 +1,15 @@
 // The plug-in point of configuration validation: one KindValidator per accepted
 // apiVersion/kind turns a Kubernetes-shaped object into its entry in the mesh state, or
 // reports why it cannot. Identity and metadata are read here, the same way for every kind.
-import { objectKey, type MeshNamespace, type MeshNode, type MeshPod, type MeshService } from '../state/model.js';
+import {
+  objectKey,
+  type MeshAuthorizationPolicy,
+  type MeshNamespace,
+  type MeshNode,
+  type MeshPeerAuthentication,
+  type MeshPod,
+  type MeshService,
+} from '../state/model.js';
 import { FieldErrors, nameProblem, readObject, readString, readStringMap, type NameFormat, type Obj } from './fields.js';
 
 /** The MeshState collection each kind fills, and the type of its entries. */
@@ -10,6 +18,8 @@ export interface Collections {
   namespaces: MeshNamespace;
   pods: MeshPod;
   services: MeshService;
+  authorizationPolicies: MeshAuthorizationPolicy;
+  peerAuthentications: MeshPeerAuthentication;
 }
 export type CollectionName = keyof Collections;
 

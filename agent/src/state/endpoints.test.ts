@@ -21,6 +21,8 @@ const state = (pods: MeshPod[]): MeshState => ({
   namespaces: new Map(),
   pods: new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p])),
   services: new Map(),
+  authorizationPolicies: new Map(),
+  peerAuthentications: new Map(),
   rejections: [],
 });
 

@@ -59,6 +59,81 @@ export interface MeshService {
   selector: Readonly<Record<string, string>> | null;
 }
 
+/** AuthorizationPolicy action; CUSTOM (external authorizer) is refused by validation. */
+export type AuthorizationAction = 'ALLOW' | 'DENY' | 'AUDIT';
+
+/**
+ * Value lists keep Istio's written form: "abc" exact, "abc*" prefix, "*abc" suffix, "*"
+ * presence. An absent field places no condition; validation refuses empty lists.
+ */
+export interface AuthorizationSource {
+  /** Peer identities "<trust-domain>/ns/<namespace>/sa/<service-account>". */
+  principals?: readonly string[];
+  notPrincipals?: readonly string[];
+  namespaces?: readonly string[];
+  notNamespaces?: readonly string[];
+  /** IP addresses or CIDR ranges of the peer (the connection's source address). */
+  ipBlocks?: readonly string[];
+  notIpBlocks?: readonly string[];
+  /** IP addresses or CIDR ranges of the original client (X-Forwarded-For), else the peer. */
+  remoteIpBlocks?: readonly string[];
+  notRemoteIpBlocks?: readonly string[];
+}
+
+export interface AuthorizationOperation {
+  /** HTTP-only: the Host / :authority header, compared case-insensitively. */
+  hosts?: readonly string[];
+  notHosts?: readonly string[];
+  /** Destination (pod) ports. */
+  ports?: readonly number[];
+  notPorts?: readonly number[];
+  /** HTTP-only. */
+  methods?: readonly string[];
+  notMethods?: readonly string[];
+  /** HTTP-only: the request path without its query string. */
+  paths?: readonly string[];
+  notPaths?: readonly string[];
+}
+
+export interface AuthorizationCondition {
+  /** source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, request.headers[<name>] */
+  key: string;
+  values?: readonly string[];
+  notValues?: readonly string[];
+}
+
+/** Matches when every present part matches: any `from`, any `to`, all `when`. `{}` matches everything. */
+export interface AuthorizationRule {
+  from?: readonly AuthorizationSource[];
+  to?: readonly AuthorizationOperation[];
+  when?: readonly AuthorizationCondition[];
+}
+
+/** security.istio.io AuthorizationPolicy. */
+export interface MeshAuthorizationPolicy {
+  namespace: string;
+  name: string;
+  /** spec.selector.matchLabels; null applies to the whole namespace (the whole mesh in the root namespace). */
+  selector: Readonly<Record<string, string>> | null;
+  action: AuthorizationAction;
+  /** No rules matches nothing: an ALLOW policy without rules allows nothing. */
+  rules: readonly AuthorizationRule[];
+}
+
+/** UNSET inherits the mode of the level above (port → workload → namespace → mesh). */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE' | 'UNSET';
+
+/** security.istio.io PeerAuthentication. */
+export interface MeshPeerAuthentication {
+  namespace: string;
+  name: string;
+  /** spec.selector.matchLabels; null is namespace-wide (mesh-wide in the root namespace). */
+  selector: Readonly<Record<string, string>> | null;
+  mode: MtlsMode;
+  /** spec.portLevelMtls by workload (container) port, in port order; only with a selector. */
+  portLevelMtls: ReadonlyArray<{ port: number; mode: MtlsMode }>;
+}
+
 /** A resource refused by validation; its last good version (if any) stays in force. */
 export interface Rejection {
   /** e.g. "Service default/web" */
@@ -78,6 +153,10 @@ export interface MeshState {
   pods: ReadonlyMap<string, MeshPod>;
   /** key "namespace/name" */
   services: ReadonlyMap<string, MeshService>;
+  /** key "namespace/name" */
+  authorizationPolicies: ReadonlyMap<string, MeshAuthorizationPolicy>;
+  /** key "namespace/name" */
+  peerAuthentications: ReadonlyMap<string, MeshPeerAuthentication>;
   /** Rejections of the last update (empty when everything was accepted). */
   rejections: readonly Rejection[];
 }

@@ -1,12 +1,21 @@
 // The registry of accepted kinds: adding a kind (HTTPRoute, AuthorizationPolicy, ...) is one
 // validator module and one line here.
 import type { AnyKindValidator } from '../resource.js';
+import { authorizationPolicyKinds } from './authorization-policy.js';
 import { namespaceKind } from './namespace.js';
 import { nodeKind } from './node.js';
+import { peerAuthenticationKinds } from './peer-authentication.js';
 import { podKind } from './pod.js';
 import { serviceKind } from './service.js';
 
-const KINDS: readonly AnyKindValidator[] = [nodeKind, namespaceKind, podKind, serviceKind];
+const KINDS: readonly AnyKindValidator[] = [
+  nodeKind,
+  namespaceKind,
+  podKind,
+  serviceKind,
+  ...authorizationPolicyKinds,
+  ...peerAuthenticationKinds,
+];
 
 const byType = new Map(KINDS.map((k) => [`${k.apiVersion} ${k.kind}`, k]));
 
