@@ -408,9 +408,12 @@ describe('HboneClient through nghttpx (an independent HTTP/2 CONNECT proxy with 
     const proxyCert = ca.issue('nghttpx', { uris: [AGENT_ID], dns: ['nghttpx-node'] });
     const port = await freePort();
     const logs: string[] = [];
+    // Under coreutils `timeout`, so nghttpx cannot outlive a test run that is killed.
     nghttpx = spawn(
-      'nghttpx',
+      'timeout',
       [
+        '120',
+        'nghttpx',
         '--conf=/dev/null',
         '--http2-proxy',
         `--frontend=127.0.0.1,${port}`,
