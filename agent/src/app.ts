@@ -1,15 +1,27 @@
-// The app wiring: the one place that builds everything (config source, eBPF capture, node
-// proxy, flow table, admin API) and hands each piece what it needs.
+// The app wiring: the one place that builds everything (config source, CA and certificates,
+// eBPF capture, outbound and inbound proxies, HBONE, flow table, admin API) and hands each
+// piece what it needs.
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
+import { applyState, workloadIdentity } from './apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
 import { FileSource } from './control/file-source.js';
 import { NodemeshError } from './errors.js';
+import { nodeMayHold } from './identity/authz-rule.js';
+import { MeshCA } from './identity/ca.js';
+import { CertManager } from './identity/cert-manager.js';
+import { identityOfPeer } from './identity/peer.js';
+import { formatSpiffeId, isNodeIdentity, parseSpiffeId, principalOf } from './identity/spiffe.js';
+import { HboneClient } from './proxy/hbone-client.js';
+import { HboneServer } from './proxy/hbone-server.js';
+import { Inbound } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
+import { inboundTunnel } from './proxy/inbound-tunnel.js';
 import { Redirect, cgroupId, checkPrerequisites } from './redirect/index.js';
 import { MeshIndex } from './state/mesh-index.js';
 import type { MeshState, Rejection } from './state/model.js';
 import { FlowTable } from './telemetry/flow-table.js';
+import tls from 'node:tls';
 
 export interface AgentSettings {
   configPath: string;
@@ -19,6 +31,10 @@ export interface AgentSettings {
   admin: { host: string; port: number };
   logLevel: string;
   outboundPort: number;
+  hbonePort: number;
+  trustDomain: string;
+  caDir: string;
+  certLifetimeSeconds: number;
   connectTimeoutMs: number;
   drainMs: number;
 }
@@ -26,8 +42,9 @@ export interface AgentSettings {
 export interface AgentStatus {
   node: string;
   nodeIP: string | null;
+  trustDomain: string;
   config: { source: string; version: number; rejections: Rejection[] };
-  outbound: string;
+  listeners: { outbound: string; hbone: string };
   enrolledPods: number;
   services: number;
   openConnections: number;
@@ -42,45 +59,85 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   checkPrerequisites(settings.cgroupRoot);
 
   let index: MeshIndex | undefined;
-  const accept = (state: MeshState): MeshIndex | undefined => {
-    const next = new MeshIndex(state, settings.node, (path) => cgroupIdOr(path, log));
-    if (!next.node) {
-      log.error(
-        { config: settings.configPath, nodes: [...state.nodes.keys()] },
-        `configuration has no v1 Node "${settings.node}"; keeping the last good configuration`,
-      );
-      return undefined;
-    }
-    return next;
-  };
-
-  let redirect: Redirect | undefined;
+  let apply: ((view: MeshIndex) => void) | undefined;
   const source = new FileSource(settings.configPath, {
     node: settings.node,
     log,
     onState: (state) => {
-      const next = accept(state);
+      const next = accept(state, settings, log);
       if (!next) return;
       index = next;
-      if (redirect) syncMaps(redirect, next, settings, log);
+      apply?.(next);
     },
   });
   await source.start();
   if (!index) {
-    throw new NodemeshError(
-      'NM_ERR_STARTUP_NODE',
-      `node "${settings.node}" is not a v1 Node with an InternalIP in ${settings.configPath}`,
-    );
+    throw new NodemeshError('NM_ERR_STARTUP_NODE', `node "${settings.node}" is not a v1 Node with an InternalIP in ${settings.configPath}`);
+  }
+  const view = (): MeshIndex => index as MeshIndex;
+
+  // Standalone: the CA runs in-process; every node of one mesh must share its root (--ca-dir).
+  const ca = MeshCA.loadOrCreate({ dir: settings.caDir, trustDomain: settings.trustDomain, log });
+  const certs = new CertManager({
+    node: settings.node,
+    trustDomain: settings.trustDomain,
+    lifetimeSeconds: settings.certLifetimeSeconds,
+    log,
+    signer: async (csrPem, ttlSeconds) =>
+      ca.sign({ node: settings.node, csrPem, ttlSeconds, authorize: (node, id) => nodeMayHold(view().state, node, id) }),
+  });
+  const redirect = await Redirect.open({ bpffsDir: settings.bpffsDir, cgroupRoot: settings.cgroupRoot, log });
+  apply = (next) => applyState(next, { redirect, certs, outboundPort: settings.outboundPort, trustDomain: settings.trustDomain }, log);
+  apply(view());
+  try {
+    // The HBONE server presents the node certificate from its first connection on.
+    await certs.ready(certs.nodeIdentity, settings.connectTimeoutMs);
+  } catch (err) {
+    source.stop();
+    certs.stop();
+    redirect.close();
+    throw err;
   }
 
-  redirect = await Redirect.open({ bpffsDir: settings.bpffsDir, cgroupRoot: settings.cgroupRoot, log });
   const flows = new FlowTable();
-  const currentIndex = (): MeshIndex => index as MeshIndex;
+  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log });
+  const hboneClient = new HboneClient({
+    credentials: (identity) => certs.credentials(identity),
+    verifyServer: (nodeName, cert) => verifyNode(nodeName, cert, settings.trustDomain),
+    connectTimeoutMs: settings.connectTimeoutMs,
+    log,
+  });
+  const hboneServer = new HboneServer({
+    credentials: () => {
+      const c = certs.nodeCredentials();
+      if (!c) throw new NodemeshError('NM_ERR_IDENTITY_NOT_READY', 'the node certificate is not available yet');
+      return c;
+    },
+    peerIdentity: (cert) => {
+      const id = identityOfPeer(cert, settings.trustDomain);
+      return 'reason' in id ? id : formatSpiffeId(id);
+    },
+    open: inboundTunnel(inbound, flows),
+    connectTimeoutMs: settings.connectTimeoutMs,
+    log,
+  });
   const outbound = new OutboundProxy(
-    { connectTimeoutMs: settings.connectTimeoutMs },
+    { connectTimeoutMs: settings.connectTimeoutMs, hbonePort: settings.hbonePort },
     {
-      lookupOrigin: (ip, port) => (redirect as Redirect).lookupOrigin(ip, port),
-      index: currentIndex,
+      lookupOrigin: (ip, port) => redirect.lookupOrigin(ip, port),
+      index: view,
+      identityOf: (pod) => {
+        const spiffe = workloadIdentity(pod, settings.trustDomain);
+        return { spiffe, principal: principalOf(parseSpiffeId(spiffe)) };
+      },
+      inbound,
+      tunnels: {
+        // A pod that just appeared may still be waiting for its first certificate.
+        connect: async (req) => {
+          if (!certs.credentials(req.sourceIdentity)) await certs.ready(req.sourceIdentity, settings.connectTimeoutMs);
+          return hboneClient.connect(req);
+        },
+      },
       balancer: new RoundRobin(),
       flows,
       log,
@@ -88,68 +145,66 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   );
   const admin = new AdminServer({
     '/ready': () => ({ ready: true }),
-    '/status': (): AgentStatus => {
-      const view = currentIndex();
-      return {
-        node: settings.node,
-        nodeIP: view.node?.internalIP ?? null,
-        config: { source: settings.configPath, version: view.state.version, rejections: [...view.state.rejections] },
-        outbound: outbound.address,
-        enrolledPods: view.localPods.size,
-        services: view.state.services.size,
-        openConnections: flows.openCount,
-        bpf: (redirect as Redirect).status(),
-      };
-    },
-    '/flows': () => flows.rows((redirect as Redirect).flows(), currentIndex()),
+    '/status': (): AgentStatus => ({
+      node: settings.node,
+      nodeIP: view().node?.internalIP ?? null,
+      trustDomain: settings.trustDomain,
+      config: { source: settings.configPath, version: view().state.version, rejections: [...view().state.rejections] },
+      listeners: { outbound: outbound.address, hbone: hboneServer.address },
+      enrolledPods: view().localPods.size,
+      services: view().state.services.size,
+      openConnections: flows.openCount,
+      bpf: redirect.status(),
+    }),
+    '/flows': () => flows.rows(redirect.flows(), view()),
+    '/certs': () => certs.status(),
   });
 
+  const stop = async () => {
+    source.stop();
+    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close()]);
+    await hboneClient.close();
+    certs.stop();
+    // Pins and attachments stay: enrolled pods remain captured (and refused) until the next
+    // start replaces them or `nodemesh agent --cleanup` removes them.
+    redirect.close();
+  };
   try {
-    // The wildcard address keeps the listener valid when the node's InternalIP changes in the
+    // Wildcard addresses keep the listeners valid when the node's InternalIP changes in the
     // configuration; connections that connect4 did not redirect find no record and are reset.
     await outbound.listen('0.0.0.0', settings.outboundPort);
+    await hboneServer.listen('0.0.0.0', settings.hbonePort);
     await admin.listen(settings.admin);
-    syncMaps(redirect, currentIndex(), settings, log);
   } catch (err) {
-    source.stop();
-    redirect.close();
-    await Promise.all([outbound.close(0), admin.close()]);
+    await stop();
     throw err;
   }
   log.info(
-    { outbound: outbound.address, admin: `${settings.admin.host}:${settings.admin.port}`, cgroupRoot: settings.cgroupRoot },
+    { outbound: outbound.address, hbone: hboneServer.address, admin: `${settings.admin.host}:${settings.admin.port}`, cgroupRoot: settings.cgroupRoot },
     'agent ready',
   );
-
-  return {
-    async stop() {
-      source.stop();
-      await Promise.all([outbound.close(settings.drainMs), admin.close()]);
-      // Pins and attachments stay: enrolled pods remain captured (and refused) until the next
-      // start replaces them or `nodemesh agent --cleanup` removes them.
-      (redirect as Redirect).close();
-    },
-  };
+  return { stop };
 }
 
-/** Make the BPF maps say what the configuration says. */
-function syncMaps(redirect: Redirect, index: MeshIndex, settings: Readonly<AgentSettings>, log: Logger): void {
-  const node = index.node;
-  if (!node) return;
-  redirect.setProxy(node.internalIP, settings.outboundPort);
-  const pods = new Map<bigint, { podIP: string }>();
-  for (const [id, local] of index.localPods) pods.set(id, { podIP: local.pod.podIP as string });
-  redirect.setPods(pods);
-  const dests = [...index.destinations.values()].map((d) =>
-    d.kind === 'service'
-      ? { ip: d.service.clusterIP as string, port: d.port.port, kind: 'service' as const }
-      : { ip: d.pod.podIP as string, port: d.port, kind: 'pod' as const },
-  );
-  redirect.setDests(dests);
-  log.info(
-    { version: index.state.version, enrolledPods: pods.size, destinations: dests.length },
-    'configuration applied to the capture maps',
-  );
+function accept(state: MeshState, settings: Readonly<AgentSettings>, log: Logger): MeshIndex | undefined {
+  const next = new MeshIndex(state, settings.node, (path) => cgroupIdOr(path, log));
+  if (!next.node) {
+    log.error(
+      { config: settings.configPath, nodes: [...state.nodes.keys()] },
+      `configuration has no v1 Node "${settings.node}"; keeping the last good configuration`,
+    );
+    return undefined;
+  }
+  return next;
+}
+
+/** The HBONE server must be the named node's proxy: its DNS SAN and our node identity. */
+function verifyNode(nodeName: string, cert: tls.PeerCertificate, trustDomain: string): true | string {
+  const hostError = tls.checkServerIdentity(nodeName, cert);
+  if (hostError) return hostError.message;
+  const id = identityOfPeer(cert, trustDomain);
+  if ('reason' in id) return id.reason;
+  return isNodeIdentity(id) ? true : `${formatSpiffeId(id)} is not a node proxy identity`;
 }
 
 function cgroupIdOr(path: string, log: Logger): bigint | undefined {

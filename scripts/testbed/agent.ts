@@ -15,9 +15,12 @@ export class AgentProcess {
   #child: ChildProcess | undefined;
   #output = '';
 
-  constructor(tb: Testbed, node: string) {
+  readonly #extraArgs: string[];
+
+  constructor(tb: Testbed, node: string, extraArgs: string[] = []) {
     this.#tb = tb;
     this.node = node;
+    this.#extraArgs = extraArgs;
     this.bpffs = `/sys/fs/bpf/nodemesh/${tb.id}-${node}`;
   }
 
@@ -44,6 +47,10 @@ export class AgentProcess {
       this.#tb.nodeCgroup(this.node),
       '--bpffs',
       this.bpffs,
+      // Every node of one mesh trusts one root: the first agent creates it, the others load it.
+      '--ca-dir',
+      path.join(this.#tb.scratchDir, 'ca'),
+      ...this.#extraArgs,
     ]);
     this.#child = child;
     this.#output = '';

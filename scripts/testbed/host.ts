@@ -2,6 +2,7 @@
 // cgroup trees and bpffs pins by name. Teardown is synchronous so it can also run
 // from a process 'exit' handler, and tolerant so it can clean a half-built testbed.
 
+import { tmpdir } from 'node:os';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,6 +49,8 @@ export interface Selector {
   netns: (name: string) => boolean;
   cgroup: (name: string) => boolean;
   bpfPin: (name: string) => boolean;
+  /** Scratch directories under the system temp dir (configs, the shared mesh CA). */
+  scratch: (name: string) => boolean;
 }
 
 /** Kills what runs in the selected netns and cgroup trees, then removes them and the pins. */
@@ -69,6 +72,9 @@ export function removeSelected(select: Selector): void {
   }
   for (const pin of listNames(BPF_PIN_DIR, select.bpfPin)) {
     rmSync(join(BPF_PIN_DIR, pin), { recursive: true, force: true });
+  }
+  for (const dir of listNames(tmpdir(), select.scratch)) {
+    rmSync(join(tmpdir(), dir), { recursive: true, force: true });
   }
 }
 

@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
@@ -70,7 +71,15 @@ export class Testbed {
       netns: (name) => name.startsWith(NETNS_PREFIX),
       cgroup: (name) => name.startsWith(CGROUP_PREFIX),
       bpfPin: () => true,
+      scratch: (name) => name.startsWith(CGROUP_PREFIX),
     });
+  }
+
+  /** A directory for this testbed's files (configs, the mesh CA), removed by destroy(). */
+  get scratchDir(): string {
+    const dir = join(tmpdir(), CGROUP_PREFIX + this.id);
+    mkdirSync(dir, { recursive: true });
+    return dir;
   }
 
   nodeIP(node: string): string {
@@ -143,6 +152,7 @@ export class Testbed {
       netns: (name) => name.startsWith(`${NETNS_PREFIX}${this.id}-`),
       cgroup: (name) => name === CGROUP_PREFIX + this.id,
       bpfPin: (name) => name.startsWith(`${this.id}-`),
+      scratch: (name) => name === CGROUP_PREFIX + this.id,
     });
     this.#unhook();
   }

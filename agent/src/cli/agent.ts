@@ -6,6 +6,8 @@ import { parseAddress } from '../admin/client.js';
 import { startAgent, type AgentSettings } from '../app.js';
 import { NodemeshError } from '../errors.js';
 import { Redirect, findCgroup2Mount } from '../redirect/index.js';
+import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
+import { HBONE_PORT } from '../proxy/hbone-protocol.js';
 import { ADMIN_DEFAULT, OUTBOUND_PORT } from './defaults.js';
 
 interface AgentFlags {
@@ -15,6 +17,9 @@ interface AgentFlags {
   bpffs?: string;
   admin: string;
   logLevel: string;
+  trustDomain: string;
+  caDir: string;
+  certLifetime: string;
   cleanup?: boolean;
 }
 
@@ -29,6 +34,9 @@ export function agentCommand(program: Command): void {
     .option('--cgroup-root <dir>', 'cgroup v2 directory whose subtree is captured (default: the cgroup2 mount)')
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
     .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
+    .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', DEFAULT_TRUST_DOMAIN)
+    .option('--ca-dir <dir>', 'mesh CA root (ca-cert.pem, ca-key.pem): loaded, or created on first start; share it between nodes', '/var/lib/nodemesh/ca')
+    .option('--cert-lifetime <seconds>', 'lifetime of workload certificates (renewed at half life)', '86400')
     .option('--log-level <level>', LOG_LEVELS.join(' | '), 'info')
     .option('--cleanup', 'detach and unpin everything an earlier run left, then exit')
     .action(async (flags: AgentFlags) => {
@@ -62,6 +70,11 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
   if (!LOG_LEVELS.includes(flags.logLevel)) {
     throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${flags.logLevel}"`);
   }
+  checkTrustDomain(flags.trustDomain);
+  const lifetime = Number(flags.certLifetime);
+  if (!Number.isInteger(lifetime) || lifetime < 2 || lifetime > 365 * 86400) {
+    throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--cert-lifetime must be whole seconds between 2 and 31536000, got "${flags.certLifetime}"`);
+  }
   return Object.freeze({
     configPath: flags.config,
     node: flags.node,
@@ -70,6 +83,10 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     admin: parseAddress(flags.admin, '--admin'),
     logLevel: flags.logLevel,
     outboundPort: OUTBOUND_PORT,
+    hbonePort: HBONE_PORT,
+    trustDomain: flags.trustDomain,
+    caDir: flags.caDir,
+    certLifetimeSeconds: lifetime,
     connectTimeoutMs: 10_000,
     drainMs: 5_000,
   });

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { NodemeshError } from '../errors.js';
 import { agentCommand } from './agent.js';
+import { certsCommand } from './certs.js';
 import { flowsCommand } from './flows.js';
 import { statusCommand } from './status.js';
 
@@ -13,6 +14,7 @@ const program = new Command('nodemesh')
 agentCommand(program);
 flowsCommand(program);
 statusCommand(program);
+certsCommand(program);
 
 try {
   await program.parseAsync(process.argv);

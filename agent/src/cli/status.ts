@@ -21,11 +21,13 @@ export function statusCommand(program: Command): void {
         `node:            ${s.node} (${s.nodeIP ?? 'no InternalIP in config'})`,
         `config:          version ${s.config.version} from ${s.config.source}` +
           (s.config.rejections.length ? `, ${s.config.rejections.length} rejected` : ''),
-        `outbound:        ${s.outbound}`,
+        `trust domain:    ${s.trustDomain}`,
+        `listeners:       outbound ${s.listeners.outbound}, hbone ${s.listeners.hbone}`,
         `enrolled pods:   ${s.enrolledPods}`,
         `services:        ${s.services}`,
         `open conns:      ${s.openConnections}`,
         `bpf pins:        ${s.bpf.pinDir}`,
+        `plaintext refused (STRICT): ${s.bpf.plaintextRefused}`,
         '',
         table(
           ['PROGRAM', 'ID', 'ATTACH', 'CGROUP'],

@@ -5,13 +5,19 @@ import { once } from 'node:events';
 import { RoundRobin } from '../balance/round-robin.js';
 import { FlowTable } from '../telemetry/flow-table.js';
 import { indexFromYaml, memoryLogger } from '../testing/mesh.js';
-import { OutboundProxy, type Origin } from './outbound.js';
+import { Inbound } from './inbound.js';
+import { OutboundProxy, type Origin, type TunnelRequest } from './outbound.js';
 
 // Loopback stands in for the pod network: pods 127.0.0.2 and 127.0.0.3, a VIP 10.96.0.10.
 const mesh = (backendPort: number) => `
 apiVersion: v1
 kind: Node
 metadata: { name: n1 }
+status: { addresses: [{ type: InternalIP, address: 127.0.0.1 }] }
+---
+apiVersion: v1
+kind: Node
+metadata: { name: n2 }
 status: { addresses: [{ type: InternalIP, address: 127.0.0.1 }] }
 ---
 apiVersion: v1
@@ -71,6 +77,7 @@ describe('outbound proxy', () => {
   let backend: net.Server;
   let proxy: OutboundProxy;
   let proxyPort: number;
+  const tunnelled: TunnelRequest[] = [];
 
   /** Dials the proxy as a redirected pod would, with the origin the kernel would record. */
   const dial = async (dstIP: string | undefined, payload: string) => {
@@ -92,8 +99,26 @@ describe('outbound proxy', () => {
     await once(backend, 'listening');
     const index = indexFromYaml(mesh((backend.address() as net.AddressInfo).port), 'n1');
     proxy = new OutboundProxy(
-      { connectTimeoutMs: 2000 },
-      { lookupOrigin: (ip) => origins.get(ip) ?? null, index: () => index, balancer: new RoundRobin(), flows, log },
+      { connectTimeoutMs: 2000, hbonePort: 15008 },
+      {
+        lookupOrigin: (ip) => origins.get(ip) ?? null,
+        index: () => index,
+        identityOf: (pod) => ({
+          spiffe: `spiffe://cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
+          principal: `cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
+        }),
+        inbound: new Inbound({ index: () => index, connectTimeoutMs: 2000, log }),
+        // The other node's pod sits behind a tunnel that refuses, as a node whose pod is down would.
+        tunnels: {
+          connect: async (req: TunnelRequest) => {
+            tunnelled.push(req);
+            throw Object.assign(new Error(`HBONE to node ${req.node.name} refused: 503`), { status: 503 });
+          },
+        },
+        balancer: new RoundRobin(),
+        flows,
+        log,
+      },
     );
     await proxy.listen('127.0.0.1', 0);
     proxyPort = Number(proxy.address.split(':')[1]);
@@ -115,6 +140,8 @@ describe('outbound proxy', () => {
     assert.equal(row?.bytesReceived, 'web-1 got 5'.length);
     assert.equal(row?.state, 'closed');
     assert.equal(row?.responseFlags, '-');
+    assert.equal(row?.security, 'node_local');
+    assert.equal(row?.authorization?.allowed, true);
   });
 
   it('resets a connection to a Service without endpoints at once (UH)', async () => {
@@ -124,12 +151,19 @@ describe('outbound proxy', () => {
     assert.equal(row?.responseFlags, 'UH');
   });
 
-  it('resets when the endpoint refuses (UF), and says so in the log', async () => {
+  it('tunnels to a pod on another node with the source pod identity; a refusal resets (UF)', async () => {
     const r = await dial('10.96.0.11', 'x');
     assert.equal(r.error, 'ECONNRESET');
+    assert.deepEqual(tunnelled.at(-1), {
+      sourceIdentity: 'spiffe://cluster.local/ns/shop/sa/default',
+      node: { name: 'n2', ip: '127.0.0.1', port: 15008 },
+      target: { ip: '127.0.0.3', port: 1 },
+      forwardedFor: r.source,
+    });
     const row = flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === r.source);
     assert.equal(row?.responseFlags, 'UF');
-    assert.ok(lines.some((l) => l.reason === 'ECONNREFUSED'));
+    assert.equal(row?.security, 'mutual_tls');
+    assert.ok(lines.some((l) => String(l.reason).includes('refused: 503')));
   });
 
   it('resets a connection the kernel did not redirect (no recorded origin)', async () => {

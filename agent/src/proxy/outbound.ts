@@ -1,13 +1,17 @@
 // Outbound listener (:15001): accepts connections the connect4 program redirected, finds the
 // original destination and source pod the kernel recorded, picks an endpoint per connection
-// and relays bytes. Unknown or unservable connections are reset at once, never left hanging.
+// and opens the upstream: in-process through the inbound checks for a pod on this node, an
+// HBONE tunnel (mTLS with the source pod's identity) for a pod on another node. Unknown or
+// unservable connections are reset at once, never left hanging.
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { NodemeshError } from '../errors.js';
 import type { RoundRobin } from '../balance/round-robin.js';
-import { podName, type Destination, type Endpoint, type MeshIndex } from '../state/mesh-index.js';
-import type { FlowTable, ProxyFlow } from '../telemetry/flow-table.js';
-import { relay } from './relay.js';
+import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex } from '../state/mesh-index.js';
+import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
+import type { InboundRequest, InboundResult } from './inbound.js';
+import { relay, reset } from './relay.js';
 
 export interface Origin {
   dstIP: string;
@@ -16,30 +20,47 @@ export interface Origin {
   cookie: bigint;
 }
 
+export interface TunnelRequest {
+  sourceIdentity: string;
+  node: { name: string; ip: string; port: number };
+  target: { ip: string; port: number };
+  forwardedFor: string;
+}
+
 export interface OutboundConfig {
-  /** Give up on an upstream that has not accepted within this time. */
+  /** Give up on an upstream that has not answered within this time. */
   connectTimeoutMs: number;
+  /** The HBONE port of the other nodes. */
+  hbonePort: number;
 }
 
 export interface OutboundDeps {
   /** The original destination of a redirected connection, by its source address. */
   lookupOrigin(ip: string, port: number): Origin | null;
   index(): MeshIndex;
+  /** SPIFFE id and Istio principal of a local pod's service account. */
+  identityOf(pod: LocalPod['pod']): { spiffe: string; principal: string };
+  /** Same-node destinations: the inbound checks, in-process. */
+  inbound: { open(req: InboundRequest): Promise<InboundResult> };
+  /** Other-node destinations: an HBONE tunnel; a refusal carries the HTTP status. */
+  tunnels: { connect(req: TunnelRequest): Promise<Duplex> };
   balancer: RoundRobin;
   flows: FlowTable;
   log: Logger;
 }
 
+type Upstream = { stream: Duplex } | { flag: ProxyFlow['responseFlags']; reason: string };
+
 export class OutboundProxy {
   readonly #config: OutboundConfig;
   readonly #deps: OutboundDeps;
   readonly #server: net.Server;
-  readonly #sockets = new Set<net.Socket>();
+  readonly #open = new Set<Duplex>();
 
   constructor(config: OutboundConfig, deps: OutboundDeps) {
     this.#config = config;
     this.#deps = deps;
-    this.#server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => void this.#accept(socket));
   }
 
   listen(host: string, port: number): Promise<void> {
@@ -49,7 +70,6 @@ export class OutboundProxy {
           new NodemeshError(
             'NM_ERR_PROXY_LISTEN',
             `outbound listener cannot listen on ${host}:${port}: ${err.code ?? err.message}` +
-              (err.code === 'EADDRNOTAVAIL' ? ' (is the Node InternalIP an address of this host?)' : '') +
               (err.code === 'EADDRINUSE' ? ' (is another agent running on this node?)' : ''),
             { cause: err },
           ),
@@ -70,18 +90,14 @@ export class OutboundProxy {
   /** Stops accepting; open connections get until the deadline to finish, then are reset. */
   async close(drainMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    if (this.#sockets.size > 0) {
-      const timer = setTimeout(() => {
-        for (const s of this.#sockets) s.resetAndDestroy();
-      }, drainMs);
-      await closed;
-      clearTimeout(timer);
-    } else {
-      await closed;
-    }
+    const timer = setTimeout(() => {
+      for (const s of this.#open) reset(s);
+    }, drainMs);
+    await closed;
+    clearTimeout(timer);
   }
 
-  #accept(socket: net.Socket): void {
+  async #accept(socket: net.Socket): Promise<void> {
     this.#track(socket);
     const { lookupOrigin, index, log } = this.#deps;
     const sourceIP = socket.remoteAddress ?? '';
@@ -97,6 +113,7 @@ export class OutboundProxy {
     const local = view.localPods.get(origin.cgroupId);
     const dest = view.destination(origin.dstIP, origin.dstPort);
     const flow = this.#deps.flows.open({
+      direction: 'outbound',
       cookie: origin.cookie,
       sourceIP,
       sourcePort,
@@ -108,65 +125,85 @@ export class OutboundProxy {
       bytesSent: 0,
       bytesReceived: 0,
       responseFlags: '-',
+      security: 'none',
     });
     const endpoint = dest && this.#deps.balancer.pick(`${origin.dstIP}:${origin.dstPort}`, dest.endpoints);
-    if (!endpoint) {
-      flow.responseFlags = dest ? 'UH' : 'NR';
-      log.info({ flow: logFields(flow) }, 'outbound: no endpoint for destination; connection reset');
-      socket.resetAndDestroy();
-      this.#deps.flows.close(flow);
+    if (!endpoint || !local) {
+      flow.responseFlags = !dest ? 'NR' : 'UH';
+      const reason = !endpoint ? 'no endpoint for destination' : 'the source pod is no longer known to this node';
+      this.#refuse(socket, flow, reason);
       return;
     }
     flow.endpoint = { ip: endpoint.ip, port: endpoint.port, pod: podName(endpoint.pod), node: endpoint.nodeName };
-    this.#connect(socket, endpoint, flow);
-  }
 
-  #connect(socket: net.Socket, endpoint: Endpoint, flow: ProxyFlow): void {
-    const upstream = net.connect({ host: endpoint.ip, port: endpoint.port, allowHalfOpen: true, noDelay: true });
-    this.#track(upstream);
-    upstream.setTimeout(this.#config.connectTimeoutMs);
-    // The pod may give up before the upstream answers: drop the attempt, count it as DC.
-    const abandon = () => {
-      upstream.destroy();
+    // The pod may give up while the upstream is being opened: count it as DC.
+    let gone = false;
+    const onGone = () => (gone = true);
+    socket.once('close', onGone);
+    socket.on('error', onGone);
+    const upstream = await this.#openUpstream(view, local, endpoint, flow, `${sourceIP}`);
+    socket.off('close', onGone);
+    socket.off('error', onGone);
+
+    if ('flag' in upstream) {
+      flow.responseFlags = upstream.flag;
+      this.#refuse(socket, flow, upstream.reason);
+      return;
+    }
+    if (gone) {
+      upstream.stream.destroy();
       flow.responseFlags = 'DC';
       this.#deps.flows.close(flow);
-    };
-    const ignore = () => {};
-    socket.once('close', abandon);
-    socket.on('error', ignore);
-    const settle = () => {
-      socket.off('close', abandon);
-      socket.off('error', ignore);
-      upstream.off('error', onError);
-      upstream.off('timeout', onTimeout);
-      upstream.setTimeout(0);
-    };
-    const fail = (flag: 'UF' | 'UT', reason: string) => {
-      settle();
-      flow.responseFlags = flag;
-      this.#deps.log.info({ flow: logFields(flow), reason }, 'outbound: upstream connect failed; connection reset');
-      upstream.destroy();
-      socket.resetAndDestroy();
-      this.#deps.flows.close(flow);
-    };
-    const onError = (err: NodeJS.ErrnoException) => fail('UF', err.code ?? err.message);
-    const onTimeout = () => fail('UT', `no answer within ${this.#config.connectTimeoutMs} ms`);
-    upstream.once('error', onError);
-    upstream.once('timeout', onTimeout);
-    upstream.once('connect', () => {
-      settle();
-      socket.setNoDelay(true);
-      void relay(socket, upstream).then((result) => {
-        flow.bytesSent = result.bytesFromDownstream;
-        flow.bytesReceived = result.bytesFromUpstream;
-        this.#deps.flows.close(flow);
-      });
-    });
+      return;
+    }
+    this.#track(upstream.stream);
+    socket.setNoDelay(true);
+    const result = await relay(socket, upstream.stream);
+    flow.bytesSent = result.bytesFromDownstream;
+    flow.bytesReceived = result.bytesFromUpstream;
+    this.#deps.flows.close(flow);
   }
 
-  #track(socket: net.Socket): void {
-    this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
+  async #openUpstream(view: MeshIndex, local: LocalPod, endpoint: Endpoint, flow: ProxyFlow, sourceIP: string): Promise<Upstream> {
+    const identity = this.#deps.identityOf(local.pod);
+    const target = { ip: endpoint.ip, port: endpoint.port };
+    if (endpoint.nodeName === view.nodeName) {
+      flow.security = 'node_local';
+      const r = await this.#deps.inbound.open({
+        source: { principal: identity.principal, namespace: local.pod.namespace, ip: sourceIP },
+        target,
+      });
+      if (r.decision) flow.authorization = authorizationOf(r.decision);
+      if ('socket' in r) return { stream: r.socket };
+      return { flag: flagForStatus(r.status), reason: r.reason };
+    }
+    const node = view.state.nodes.get(endpoint.nodeName);
+    if (!node) return { flag: 'UH', reason: `endpoint node ${endpoint.nodeName} is not in the configuration` };
+    flow.security = 'mutual_tls';
+    try {
+      const stream = await this.#deps.tunnels.connect({
+        sourceIdentity: identity.spiffe,
+        node: { name: node.name, ip: node.internalIP, port: this.#config.hbonePort },
+        target,
+        forwardedFor: sourceIP,
+      });
+      return { stream };
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 403) flow.authorization = { allowed: false, reason: (err as Error).message };
+      return { flag: flagForStatus(status), reason: (err as Error).message };
+    }
+  }
+
+  #refuse(socket: net.Socket, flow: ProxyFlow, reason: string): void {
+    this.#deps.log.info({ flow: logFields(flow), reason }, 'outbound: connection reset');
+    socket.resetAndDestroy();
+    this.#deps.flows.close(flow);
+  }
+
+  #track(stream: Duplex): void {
+    this.#open.add(stream);
+    stream.once('close', () => this.#open.delete(stream));
   }
 }
 
@@ -184,5 +221,6 @@ function logFields(flow: ProxyFlow) {
     service: flow.service,
     endpoint: flow.endpoint && `${flow.endpoint.ip}:${flow.endpoint.port}`,
     responseFlags: flow.responseFlags,
+    authorization: flow.authorization?.reason,
   };
 }

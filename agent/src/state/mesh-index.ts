@@ -2,14 +2,9 @@
 // path only does map lookups: which address:port is a mesh destination, which endpoints serve
 // it, and which local pod a cgroup id belongs to.
 import { objectKey, type MeshPod, type MeshService, type MeshServicePort, type MeshState } from './model.js';
-import { serviceEndpoints } from './endpoints.js';
+import { serviceEndpoints, type ServiceEndpoint } from './endpoints.js';
 
-export interface Endpoint {
-  pod: MeshPod;
-  ip: string;
-  port: number;
-  nodeName: string;
-}
+export type Endpoint = ServiceEndpoint;
 
 export type Destination =
   | { kind: 'service'; service: MeshService; port: MeshServicePort; endpoints: readonly Endpoint[] }
@@ -27,6 +22,8 @@ export class MeshIndex {
   readonly destinations: ReadonlyMap<string, Destination>;
   /** Enrolled pods on this node with a cgroup, by cgroup id. */
   readonly localPods: ReadonlyMap<bigint, LocalPod>;
+  /** Every pod with an IP, by IP. */
+  readonly podsByIP: ReadonlyMap<string, MeshPod>;
 
   /** cgroupIdOf returns undefined when the pod's cgroup directory is gone. */
   constructor(state: MeshState, nodeName: string, cgroupIdOf: (path: string) => bigint | undefined) {
@@ -34,6 +31,7 @@ export class MeshIndex {
     this.nodeName = nodeName;
     this.destinations = buildDestinations(state);
     this.localPods = buildLocalPods(state, nodeName, cgroupIdOf);
+    this.podsByIP = new Map([...state.pods.values()].filter((p) => p.podIP).map((p) => [p.podIP as string, p]));
   }
 
   get node() {
@@ -44,10 +42,6 @@ export class MeshIndex {
     return this.destinations.get(`${ip}:${port}`);
   }
 
-  podByIP(ip: string): MeshPod | undefined {
-    for (const pod of this.state.pods.values()) if (pod.podIP === ip) return pod;
-    return undefined;
-  }
 }
 
 export function isEnrolled(state: MeshState, pod: MeshPod): boolean {

@@ -47,6 +47,7 @@ const kernel = (cookie: bigint, port: number, open: boolean): FlowRecord => ({
 it('joins kernel records and proxy decisions by socket cookie; either alone still makes a row', () => {
   const table = new FlowTable();
   const proxied = table.open({
+    direction: 'outbound',
     cookie: 7n,
     sourceIP: '10.244.1.2',
     sourcePort: 40001,
@@ -59,15 +60,19 @@ it('joins kernel records and proxy decisions by socket cookie; either alone stil
     bytesSent: 0,
     bytesReceived: 0,
     responseFlags: '-',
+    security: 'mutual_tls',
+    authorization: { allowed: true, reason: 'allowed by shop/allow-client', policy: 'shop/allow-client' },
   });
   table.close(proxied);
-  table.open({ sourceIP: '10.244.1.2', sourcePort: 40003, dstIP: '10.96.0.10', dstPort: 80, startMs: 1_040_003, bytesSent: 0, bytesReceived: 0, responseFlags: 'NR' });
+  table.open({ direction: 'outbound', sourceIP: '10.244.1.2', sourcePort: 40003, dstIP: '10.96.0.10', dstPort: 80, startMs: 1_040_003, bytesSent: 0, bytesReceived: 0, responseFlags: 'NR', security: 'none' });
 
   const rows = table.rows([kernel(7n, 40001, false), kernel(8n, 40002, true)], index, 1_050_000);
   assert.equal(rows.length, 3);
   const joined = rows.find((r) => r.source.port === 40001);
   assert.equal(joined?.endpoint?.pod, 'shop/web-2');
   assert.deepEqual([joined?.bytesSent, joined?.bytesReceived, joined?.state, joined?.durationMs], [10, 20, 'closed', 50]);
+  assert.equal(joined?.security, 'mutual_tls');
+  assert.equal(joined?.authorization?.policy, 'shop/allow-client');
   const kernelOnly = rows.find((r) => r.source.port === 40002);
   assert.equal(kernelOnly?.source.pod, 'shop/client');
   assert.equal(kernelOnly?.destination.service, 'shop/web');

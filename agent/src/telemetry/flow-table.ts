@@ -2,18 +2,47 @@
 // counters, open/closed) joined with what the proxy decided for each connection (service,
 // endpoint, response flags). Either side alone still yields a row.
 import type { FlowRecord } from '../redirect/index.js';
+import type { AuthzDecision } from '../policy/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import { podName } from '../state/mesh-index.js';
 
 /** Envoy's response flags, so operators read them as they already know them. */
 export type ResponseFlag = '-' | 'UH' | 'UF' | 'UT' | 'NR' | 'DC';
 
+/** How the connection reached the destination: Istio's connection_security_policy values, plus
+ * node_local for a same-node connection whose source identity the kernel vouched for. */
+export type Security = 'mutual_tls' | 'node_local' | 'none';
+
+export interface Authorization {
+  allowed: boolean;
+  /** Which policy decided, or why none did. */
+  reason: string;
+  policy?: string;
+}
+
+export const authorizationOf = (d: AuthzDecision): Authorization => ({
+  allowed: d.allowed,
+  reason: d.reason,
+  ...(d.policy ? { policy: d.policy } : {}),
+});
+
+/** An upstream refusal (HBONE / inbound status) as an Envoy response flag; a policy denial
+ * keeps '-' and says so in `authorization`. */
+export function flagForStatus(status: number | undefined): ResponseFlag {
+  if (status === 403) return '-';
+  if (status === 504) return 'UT';
+  return 'UF';
+}
+
 /** What the proxy did with one connection. */
 export interface ProxyFlow {
+  direction: 'outbound' | 'inbound';
   cookie?: bigint;
   sourceIP: string;
   sourcePort: number;
   sourcePod?: string;
+  /** The verified SPIFFE id of the source (inbound over HBONE). */
+  sourceIdentity?: string;
   dstIP: string;
   dstPort: number;
   service?: string;
@@ -24,10 +53,14 @@ export interface ProxyFlow {
   bytesSent: number;
   bytesReceived: number;
   responseFlags: ResponseFlag;
+  security: Security;
+  /** Set once the destination's policy has decided. */
+  authorization?: Authorization;
 }
 
 export interface FlowRow {
-  source: { pod: string | null; ip: string; port: number };
+  direction: 'outbound' | 'inbound';
+  source: { pod: string | null; ip: string; port: number; identity?: string };
   destination: { ip: string; port: number; service: string | null; pod: string | null };
   endpoint: { ip: string; port: number; pod: string; node: string } | null;
   protocol: 'tcp';
@@ -39,6 +72,8 @@ export interface FlowRow {
   startTime: string;
   durationMs: number;
   responseFlags: ResponseFlag;
+  security: Security | null;
+  authorization: Authorization | null;
 }
 
 const CLOSED_KEPT = 4096;
@@ -85,6 +120,7 @@ function kernelRow(k: FlowRecord, p: ProxyFlow | undefined, index: MeshIndex, no
   const dest = index.destination(k.dstIP, k.dstPort);
   const end = k.open ? now : (k.endMs ?? p?.endMs ?? now);
   return {
+    direction: 'outbound',
     source: { pod: p?.sourcePod ?? (local ? podName(local.pod) : null), ip: k.ip, port: k.port },
     destination: {
       ip: k.dstIP,
@@ -102,12 +138,15 @@ function kernelRow(k: FlowRecord, p: ProxyFlow | undefined, index: MeshIndex, no
     startTime: new Date(k.startMs).toISOString(),
     durationMs: Math.max(0, Math.round(end - k.startMs)),
     responseFlags: p?.responseFlags ?? '-',
+    security: p?.security ?? null,
+    authorization: p?.authorization ?? null,
   };
 }
 
 function proxyRow(p: ProxyFlow, now: number): FlowRow {
   return {
-    source: { pod: p.sourcePod ?? null, ip: p.sourceIP, port: p.sourcePort },
+    direction: p.direction,
+    source: { pod: p.sourcePod ?? null, ip: p.sourceIP, port: p.sourcePort, ...(p.sourceIdentity ? { identity: p.sourceIdentity } : {}) },
     destination: { ip: p.dstIP, port: p.dstPort, service: p.service ?? null, pod: p.dstPod ?? null },
     endpoint: p.endpoint ?? null,
     protocol: 'tcp',
@@ -119,5 +158,7 @@ function proxyRow(p: ProxyFlow, now: number): FlowRow {
     startTime: new Date(p.startMs).toISOString(),
     durationMs: Math.max(0, Math.round((p.endMs ?? now) - p.startMs)),
     responseFlags: p.responseFlags,
+    security: p.security,
+    authorization: p.authorization ?? null,
   };
 }

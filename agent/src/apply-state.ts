@@ -1,0 +1,58 @@
+// Pushes an accepted configuration into the node's enforcement points: the capture maps
+// (who is enrolled, which addresses are mesh destinations), the kernel's STRICT mTLS maps,
+// and the set of workload identities whose certificates this node holds.
+import type { Logger } from 'pino';
+import type { CertManager } from './identity/cert-manager.js';
+import { formatSpiffeId } from './identity/spiffe.js';
+import { mtlsMode } from './policy/index.js';
+import type { PodMtls, Redirect } from './redirect/index.js';
+import type { MeshIndex } from './state/mesh-index.js';
+import type { MeshPod } from './state/model.js';
+
+export function applyState(
+  index: MeshIndex,
+  targets: { redirect: Redirect; certs: CertManager; outboundPort: number; trustDomain: string },
+  log: Logger,
+): void {
+  const { redirect, certs } = targets;
+  const node = index.node;
+  if (!node) return;
+  redirect.setProxy(node.internalIP, targets.outboundPort);
+  const pods = new Map<bigint, { podIP: string }>();
+  for (const [id, local] of index.localPods) pods.set(id, { podIP: local.pod.podIP as string });
+  redirect.setPods(pods);
+  const dests = [...index.destinations.values()].map((d) =>
+    d.kind === 'service'
+      ? { ip: d.service.clusterIP as string, port: d.port.port, kind: 'service' as const }
+      : { ip: d.pod.podIP as string, port: d.port, kind: 'pod' as const },
+  );
+  redirect.setDests(dests);
+  redirect.setMtls(mtlsMaps(index));
+  certs.setIdentities([...index.localPods.values()].map((l) => workloadIdentity(l.pod, targets.trustDomain)));
+  log.info(
+    { version: index.state.version, enrolledPods: pods.size, destinations: dests.length },
+    'configuration applied to the capture maps, mTLS modes and identities',
+  );
+}
+
+export const workloadIdentity = (pod: MeshPod, trustDomain: string): string =>
+  formatSpiffeId({ trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount });
+
+/** Each local pod's default mode, plus the ports whose mode differs (portLevelMtls). */
+function mtlsMaps(index: MeshIndex): Map<string, PodMtls> {
+  const { state } = index;
+  const levelPorts = new Set<number>();
+  for (const pa of state.peerAuthentications.values()) for (const p of pa.portLevelMtls) levelPorts.add(p.port);
+  const out = new Map<string, PodMtls>();
+  for (const { pod } of index.localPods.values()) {
+    // Port 0 is never a portLevelMtls key, so it yields the pod-wide mode.
+    const strict = mtlsMode(state, pod, 0) === 'STRICT';
+    const ports = new Map<number, boolean>();
+    for (const port of levelPorts) {
+      const portStrict = mtlsMode(state, pod, port) === 'STRICT';
+      if (portStrict !== strict) ports.set(port, portStrict);
+    }
+    out.set(pod.podIP as string, { strict, ports });
+  }
+  return out;
+}

@@ -1,0 +1,44 @@
+// The HBONE server's side of the inbound path: a tunnel's verified peer identity becomes the
+// source principal for the inbound checks, and each tunnel is a row in the node's flow table.
+import { parseSpiffeId, principalOf } from '../identity/spiffe.js';
+import { podName } from '../state/mesh-index.js';
+import { authorizationOf, flagForStatus, type FlowTable } from '../telemetry/flow-table.js';
+import type { HboneOpenResult, HboneTunnelRequest } from './hbone-server.js';
+import type { Inbound } from './inbound.js';
+
+export function inboundTunnel(inbound: Inbound, flows: FlowTable): (t: HboneTunnelRequest) => Promise<HboneOpenResult> {
+  return async (t) => {
+    const peer = parseSpiffeId(t.peer);
+    const sourceIP = t.forwardedFor ?? t.peerAddress;
+    const r = await inbound.open({
+      source: { principal: principalOf(peer), namespace: peer.namespace, ip: sourceIP },
+      target: t.target,
+    });
+    const flow = flows.open({
+      direction: 'inbound',
+      sourceIP,
+      sourcePort: 0,
+      sourceIdentity: t.peer,
+      dstIP: t.target.ip,
+      dstPort: t.target.port,
+      ...(r.pod ? { dstPod: podName(r.pod) } : {}),
+      startMs: Date.now(),
+      bytesSent: 0,
+      bytesReceived: 0,
+      responseFlags: 'socket' in r ? '-' : flagForStatus(r.status),
+      security: 'mutual_tls',
+      ...(r.decision ? { authorization: authorizationOf(r.decision) } : {}),
+    });
+    if (!('socket' in r)) {
+      flows.close(flow);
+      return { status: r.status, reason: r.reason };
+    }
+    const socket = r.socket;
+    socket.once('close', () => {
+      flow.bytesSent = socket.bytesWritten;
+      flow.bytesReceived = socket.bytesRead;
+      flows.close(flow);
+    });
+    return { socket };
+  };
+}

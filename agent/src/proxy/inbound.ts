@@ -1,0 +1,82 @@
+// Inbound (destination node): a connection for a local pod arrives, from an HBONE tunnel
+// (mTLS, the peer's SPIFFE identity known) or in-process from this node's outbound path.
+// Peer authentication and authorization are decided here, at the destination, before any
+// byte reaches the pod; then the pod is dialled from the node's InternalIP, the one source
+// the kernel's STRICT check lets through.
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { authorize, mtlsMode, type AuthzDecision } from '../policy/index.js';
+import type { MeshIndex } from '../state/mesh-index.js';
+import type { MeshPod } from '../state/model.js';
+
+export interface InboundRequest {
+  /** principal in Istio's form "td/ns/x/sa/y"; absent for plaintext. */
+  source: { principal?: string; namespace?: string; ip: string };
+  target: { ip: string; port: number };
+}
+
+export type InboundResult =
+  | { socket: net.Socket; pod: MeshPod; decision: AuthzDecision }
+  | { status: number; reason: string; pod?: MeshPod; decision?: AuthzDecision };
+
+export interface InboundDeps {
+  index(): MeshIndex;
+  connectTimeoutMs: number;
+  log: Logger;
+}
+
+export class Inbound {
+  readonly #deps: InboundDeps;
+
+  constructor(deps: InboundDeps) {
+    this.#deps = deps;
+  }
+
+  /** Decides, then dials the pod. Never throws: a refusal is a status and a reason. */
+  async open(req: InboundRequest): Promise<InboundResult> {
+    const view = this.#deps.index();
+    const pod = view.podsByIP.get(req.target.ip);
+    if (!pod || pod.nodeName !== view.nodeName) {
+      return { status: 404, reason: `${req.target.ip} is not a pod on node ${view.nodeName}` };
+    }
+    const mode = mtlsMode(view.state, pod, req.target.port);
+    if (mode === 'STRICT' && !req.source.principal) {
+      return { status: 403, pod, reason: `${pod.namespace}/${pod.name} port ${req.target.port} requires mTLS (PeerAuthentication STRICT)` };
+    }
+    const decision = authorize(view.state, {
+      source: req.source,
+      destination: { pod, ip: req.target.ip, port: req.target.port },
+    });
+    if (!decision.allowed) {
+      this.#deps.log.info({ source: req.source, target: req.target, reason: decision.reason }, 'inbound: connection denied');
+      return { status: 403, pod, decision, reason: decision.reason };
+    }
+    const localAddress = view.node?.internalIP;
+    try {
+      const socket = await dial(req.target, localAddress, this.#deps.connectTimeoutMs);
+      return { socket, pod, decision };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return code === 'ETIMEDOUT'
+        ? { status: 504, pod, decision, reason: `pod ${pod.namespace}/${pod.name} did not answer on port ${req.target.port} within ${this.#deps.connectTimeoutMs} ms` }
+        : { status: 503, pod, decision, reason: `pod ${pod.namespace}/${pod.name} port ${req.target.port}: ${code}` };
+    }
+  }
+}
+
+function dial(target: { ip: string; port: number }, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: target.ip, port: target.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve(socket);
+    });
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    socket.once('error', onError);
+  });
+}
