@@ -1,5 +1,6 @@
-// `npm run bench`: the cost of the mesh L4 path. The same open-loop HTTP/1.1 load from a pod
-// to a service on another node, once direct (no agent) and once through the mesh, in one run;
+// `npm run bench`: the cost of the mesh path. The same open-loop HTTP/1.1 load from a pod to a
+// service on another node, once direct (no agent) and once through the mesh (eBPF capture,
+// node proxy, HBONE mTLS tunnel to the other node's proxy), in one run;
 // then closed-loop saturation with wrk. Writes bench-results/<time>.json and prints a table.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,12 +53,15 @@ async function saturation(tb: Testbed, url: string): Promise<number> {
   return Number(rps);
 }
 
-async function phase(tb: Testbed, url: string, agent?: AgentProcess): Promise<Phase> {
+/** With agents, also measures their CPU (summed: the source and the destination node both work) and largest RSS. */
+async function phase(tb: Testbed, url: string, agents: AgentProcess[] = []): Promise<Phase> {
   await openLoop(tb, url, RATE, 2); // warm-up: connections, JIT
-  const cpuBefore = agent?.pid ? cpuSeconds(agent.pid) : 0;
+  const pids = agents.map((a) => a.pid).filter((p): p is number => p !== undefined);
+  const cpuOfAll = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const cpuBefore = cpuOfAll();
   const result = await openLoop(tb, url, RATE, SECONDS);
-  const cpu = agent?.pid ? cpuSeconds(agent.pid) - cpuBefore : undefined;
-  const rss = agent?.pid ? rssMiB(agent.pid) : undefined;
+  const cpu = pids.length > 0 ? cpuOfAll() - cpuBefore : undefined;
+  const rss = pids.length > 0 ? Math.max(...pids.map(rssMiB)) : undefined;
   return {
     openLoop: result,
     saturationRps: await saturation(tb, url),
@@ -120,7 +124,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       directRounds.push(await phase(tb, `http://${tb.podIP('server')}:8080/`));
       for (const agent of agents) await agent.start(config);
-      meshRounds.push(await phase(tb, `http://${VIP}/`, agents[0]));
+      meshRounds.push(await phase(tb, `http://${VIP}/`, agents));
       await removeAgents();
     }
     const direct = summarize(directRounds);
@@ -144,9 +148,9 @@ async function main(): Promise<void> {
         `open loop ${RATE} rps × ${SECONDS} s, ${CONNECTIONS} keep-alive connections, pod on n1 → service on n2; median of ${ROUNDS} rounds`,
         `${'path'.padEnd(8)} ${'p50'.padStart(10)} ${'p90'.padStart(10)} ${'p99'.padStart(10)} ${'errors'.padStart(7)} ${'max rps'.padStart(9)}`,
         row('direct', direct),
-        row('mesh', mesh),
+        row('mtls', mesh),
         `added p99 at ${RATE} rps: ${ms(results.addedP99Ms)}`,
-        `agent (n1): ${mesh.agentCpuSecondsPer1000?.toFixed(3)} CPU s per 1000 requests, RSS ${mesh.agentRssMiB?.toFixed(0)} MiB`,
+        `agents (n1 + n2): ${mesh.agentCpuSecondsPer1000?.toFixed(3)} CPU s per 1000 requests; largest RSS ${mesh.agentRssMiB?.toFixed(0)} MiB`,
         `results written to ${file}`,
       ].join('\n') + '\n',
     );

@@ -18,17 +18,19 @@ export function flowsCommand(program: Command): void {
         return;
       }
       const out = table(
-        ['SOURCE', 'DESTINATION', 'ENDPOINT', 'SENT', 'RECV', 'STATE', 'AGE', 'DURATION', 'FLAGS'],
+        ['DIR', 'SOURCE', 'DESTINATION', 'ENDPOINT', 'SENT', 'RECV', 'STATE', 'DURATION', 'SECURITY', 'FLAGS', 'POLICY'],
         rows.map((r) => [
-          r.source.pod ?? `${r.source.ip}:${r.source.port}`,
+          r.direction === 'inbound' ? 'in' : 'out',
+          r.source.pod ?? r.source.identity?.replace(/^spiffe:\/\/[^/]+\//, '') ?? `${r.source.ip}:${r.source.port}`,
           `${r.destination.service ?? r.destination.pod ?? r.destination.ip}:${r.destination.port}`,
-          r.endpoint ? `${r.endpoint.pod} (${r.endpoint.node})` : '-',
+          r.endpoint ? `${r.endpoint.pod}@${r.endpoint.node}` : '-',
           bytes(r.bytesSent),
           bytes(r.bytesReceived),
           r.state,
-          duration(Math.max(0, Date.now() - Date.parse(r.startTime))),
           duration(r.durationMs),
+          r.security ?? '-',
           r.responseFlags,
+          r.authorization ? `${r.authorization.allowed ? 'allow' : 'DENY'}${r.authorization.policy ? ` ${r.authorization.policy}` : ''}` : '-',
         ]),
       );
       process.stdout.write(`${rows.length === 0 ? 'no flows yet' : out}\n`);
