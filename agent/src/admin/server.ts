@@ -1,6 +1,6 @@
 // Admin API (:15000, loopback by default): read-only JSON views of the node for the CLI.
+import { listen } from '../listen.js';
 import http from 'node:http';
-import { NodemeshError } from '../errors.js';
 
 export type AdminRoutes = Record<string, () => unknown>;
 
@@ -24,20 +24,9 @@ export class AdminServer {
   }
 
   listen(address: { host: string; port: number }): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new NodemeshError(
-            'NM_ERR_ADMIN_LISTEN',
-            `admin API cannot listen on ${address.host}:${address.port}: ${err.code ?? err.message}` +
-              (err.code === 'EADDRINUSE' ? ' (another agent on this node? choose another with --admin)' : ''),
-            { cause: err },
-          ),
-        ),
-      );
-      this.#server.listen(address, () => resolve());
-    });
+    return listen(this.#server, 'admin API', 'NM_ERR_ADMIN_LISTEN', address.host, address.port);
   }
+
 
   close(): Promise<void> {
     this.#server.closeAllConnections();

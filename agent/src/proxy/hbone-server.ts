@@ -1,11 +1,11 @@
 // HBONE inbound (:15008): HTTP/2 CONNECT over mutual TLS 1.3 from other node proxies. The peer's
 // chain and SPIFFE identity are checked once per connection, `open` (authorization + pod connect)
 // once per stream; then 200 and the stream carries the pod connection's bytes, FIN and RST.
+import { listen } from '../listen.js';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
-import { NodemeshError } from '../errors.js';
 import {
   HBONE_ALPN,
   HboneStream,
@@ -130,23 +130,9 @@ export class HboneServer {
   }
 
   listen(host: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(
-          new NodemeshError(
-            'NM_ERR_HBONE_LISTEN',
-            `HBONE listener cannot listen on ${host}:${port}: ${err.code ?? err.message}` +
-              (err.code === 'EADDRINUSE' ? ' (is another agent running on this node?)' : ''),
-            { cause: err },
-          ),
-        );
-      this.#server.once('error', onError);
-      this.#server.listen({ host, port }, () => {
-        this.#server.off('error', onError);
-        resolve();
-      });
-    });
+    return listen(this.#server, 'HBONE listener', 'NM_ERR_HBONE_LISTEN', host, port);
   }
+
 
   get address(): string {
     const a = this.#server.address();

@@ -3,10 +3,10 @@
 // and opens the upstream: in-process through the inbound checks for a pod on this node, an
 // HBONE tunnel (mTLS with the source pod's identity) for a pod on another node. Unknown or
 // unservable connections are reset at once, never left hanging.
+import { addressOf, listen } from '../listen.js';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { NodemeshError } from '../errors.js';
 import type { RoundRobin } from '../balance/round-robin.js';
 import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex } from '../state/mesh-index.js';
 import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
@@ -64,27 +64,12 @@ export class OutboundProxy {
   }
 
   listen(host: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(
-          new NodemeshError(
-            'NM_ERR_PROXY_LISTEN',
-            `outbound listener cannot listen on ${host}:${port}: ${err.code ?? err.message}` +
-              (err.code === 'EADDRINUSE' ? ' (is another agent running on this node?)' : ''),
-            { cause: err },
-          ),
-        );
-      this.#server.once('error', onError);
-      this.#server.listen({ host, port }, () => {
-        this.#server.off('error', onError);
-        resolve();
-      });
-    });
+    return listen(this.#server, 'outbound listener', 'NM_ERR_PROXY_LISTEN', host, port);
   }
 
+
   get address(): string {
-    const a = this.#server.address();
-    return a && typeof a === 'object' ? `${a.address}:${a.port}` : '';
+    return addressOf(this.#server);
   }
 
   /** Stops accepting; open connections get until the deadline to finish, then are reset. */
