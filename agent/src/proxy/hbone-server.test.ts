@@ -190,7 +190,7 @@ describe('HboneServer', () => {
     });
     await assert.rejects(second.listen('127.0.0.1', port), {
       code: 'NM_ERR_HBONE_LISTEN',
-      message: `HBONE listener cannot listen on 127.0.0.1:${port}: EADDRINUSE (is another agent running on this node?)`,
+      message: `HBONE listener cannot listen on 127.0.0.1:${port}: EADDRINUSE (is another agent running on this node, or another program on that port?)`,
     });
     await server.close(50);
   });
