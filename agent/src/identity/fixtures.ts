@@ -72,7 +72,17 @@ export function issueLeaf(
 
 export const pemOf = (key: KeyObject): string => key.export({ type: 'pkcs8', format: 'pem' }).toString();
 
-export const tmpDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'nodemesh-identity-'));
+// Every directory a test makes is removed when its process exits, pass or fail.
+const made: string[] = [];
+process.once('exit', () => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+export const tmpDir = (): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodemesh-identity-'));
+  made.push(dir);
+  return dir;
+};
 
 /** A mesh state through the real validation: nodes n1, n2 and the given pods (no pod IPs). */
 export function meshState(pods: Array<{ namespace: string; name: string; nodeName: string; serviceAccount: string }>): MeshState {
