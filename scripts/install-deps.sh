@@ -3,7 +3,7 @@
 # programs, iproute2 for the testbed, clang and bpftool to rebuild and inspect the eBPF
 # objects, curl and wrk as real peers for the tests, the demo and the benchmark.
 set -euo pipefail
-packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 util-linux curl wrk nghttp2-proxy openssl tcpdump tshark)
+packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 util-linux curl wrk nghttp2-proxy openssl tcpdump tshark prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,8 +1,9 @@
 // The app wiring: the one place that builds everything (config source, CA and certificates,
-// eBPF capture, outbound and inbound proxies, HBONE, flow table, admin API) and hands each
-// piece what it needs.
+// eBPF capture, outbound and inbound proxies, HBONE, flow table, metrics, access log, admin
+// API) and hands each piece what it needs.
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
+import { configDump, services, workloads } from './admin/views.js';
 import { applyState, workloadIdentity } from './apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
 import { FileSource } from './control/file-source.js';
@@ -20,7 +21,12 @@ import { inboundTunnel } from './proxy/inbound-tunnel.js';
 import { Redirect, cgroupId, checkPrerequisites } from './redirect/index.js';
 import { MeshIndex } from './state/mesh-index.js';
 import type { MeshState, Rejection } from './state/model.js';
+import { AccessLog, type AccessLogMode } from './telemetry/access-log.js';
+import { matchFlow, parseFlowFilter } from './telemetry/flow-filter.js';
 import { FlowTable } from './telemetry/flow-table.js';
+import { MetricsServer } from './telemetry/metrics-server.js';
+import { nodeMetrics } from './telemetry/node-metrics.js';
+import { TcpMetrics } from './telemetry/tcp-metrics.js';
 import tls from 'node:tls';
 
 export interface AgentSettings {
@@ -29,6 +35,8 @@ export interface AgentSettings {
   cgroupRoot: string;
   bpffsDir: string;
   admin: { host: string; port: number };
+  metrics: { host: string; port: number };
+  accessLog: AccessLogMode;
   logLevel: string;
   outboundPort: number;
   hbonePort: number;
@@ -44,7 +52,7 @@ export interface AgentStatus {
   nodeIP: string | null;
   trustDomain: string;
   config: { source: string; version: number; rejections: Rejection[] };
-  listeners: { outbound: string; hbone: string };
+  listeners: { outbound: string; hbone: string; metrics: string };
   enrolledPods: number;
   services: number;
   openConnections: number;
@@ -100,6 +108,24 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   }
 
   const flows = new FlowTable();
+  const metrics = new MetricsServer();
+  const tcpMetrics = new TcpMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain, openFlows: () => flows.openFlows() });
+  flows.observe(tcpMetrics);
+  metrics.onScrape(() => tcpMetrics.collect());
+  metrics.onScrape(
+    nodeMetrics(metrics.registry, {
+      bpf: () => redirect.status(),
+      config: () => ({ version: view().state.version, rejected: view().state.rejections.length }),
+      certs: () => certs.status(),
+      openConnections: () => {
+        const open = { outbound: 0, inbound: 0 };
+        for (const f of flows.openFlows()) open[f.direction] += 1;
+        return open;
+      },
+    }),
+  );
+  const accessLog = new AccessLog(settings.accessLog, { node: settings.node, index: view, trustDomain: settings.trustDomain });
+  flows.observe(accessLog);
   const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log });
   const hboneClient = new HboneClient({
     credentials: (identity) => certs.credentials(identity),
@@ -150,20 +176,26 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       nodeIP: view().node?.internalIP ?? null,
       trustDomain: settings.trustDomain,
       config: { source: settings.configPath, version: view().state.version, rejections: [...view().state.rejections] },
-      listeners: { outbound: outbound.address, hbone: hboneServer.address },
+      listeners: { outbound: outbound.address, hbone: hboneServer.address, metrics: metrics.address },
       enrolledPods: view().localPods.size,
       services: view().state.services.size,
       openConnections: flows.openCount,
       bpf: redirect.status(),
     }),
-    '/flows': () => flows.rows(redirect.flows(), view()),
+    '/flows': (query) => {
+      const filter = parseFlowFilter(query);
+      return flows.rows(redirect.flows(), view()).filter((row) => matchFlow(row, filter));
+    },
     '/certs': () => certs.status(),
+    '/workloads': () => workloads(view(), settings.trustDomain),
+    '/services': () => services(view()),
+    '/config_dump': () => configDump(view(), settings.configPath),
   });
 
   const stop = async () => {
     source.stop();
-    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close()]);
-    await hboneClient.close();
+    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics.close()]);
+    await Promise.all([hboneClient.close(), accessLog.flush()]);
     certs.stop();
     // Pins and attachments stay: enrolled pods remain captured (and refused) until the next
     // start replaces them or `nodemesh agent --cleanup` removes them.
@@ -175,12 +207,20 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     await outbound.listen('0.0.0.0', settings.outboundPort);
     await hboneServer.listen('0.0.0.0', settings.hbonePort);
     await admin.listen(settings.admin);
+    await metrics.listen(settings.metrics);
   } catch (err) {
     await stop();
     throw err;
   }
   log.info(
-    { outbound: outbound.address, hbone: hboneServer.address, admin: `${settings.admin.host}:${settings.admin.port}`, cgroupRoot: settings.cgroupRoot },
+    {
+      outbound: outbound.address,
+      hbone: hboneServer.address,
+      admin: `${settings.admin.host}:${settings.admin.port}`,
+      metrics: metrics.address,
+      accessLog: settings.accessLog,
+      cgroupRoot: settings.cgroupRoot,
+    },
     'agent ready',
   );
   return { stop };

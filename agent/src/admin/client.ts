@@ -19,6 +19,11 @@ export function adminGet<T>(address: { host: string; port: number }, path: strin
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => {
+        if (res.statusCode === 400) {
+          // The agent refused an argument: its message names the flag.
+          reject(new NodemeshError('NM_ERR_CLI_ARGUMENT', (JSON.parse(body) as { error: string }).error));
+          return;
+        }
         if (res.statusCode !== 200) {
           reject(new NodemeshError('NM_ERR_ADMIN_UNREACHABLE', `admin API ${where}${path} answered ${res.statusCode}: ${body.trim()}`));
           return;

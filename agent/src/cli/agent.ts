@@ -8,7 +8,8 @@ import { NodemeshError } from '../errors.js';
 import { Redirect, findCgroup2Mount } from '../redirect/index.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import { HBONE_PORT } from '../proxy/hbone-protocol.js';
-import { ADMIN_DEFAULT, OUTBOUND_PORT } from './defaults.js';
+import { parseAccessLogMode } from '../telemetry/access-log.js';
+import { ADMIN_DEFAULT, METRICS_DEFAULT, OUTBOUND_PORT } from './defaults.js';
 
 interface AgentFlags {
   config?: string;
@@ -16,6 +17,8 @@ interface AgentFlags {
   cgroupRoot?: string;
   bpffs?: string;
   admin: string;
+  metrics: string;
+  accessLog: string;
   logLevel: string;
   trustDomain: string;
   caDir: string;
@@ -34,6 +37,8 @@ export function agentCommand(program: Command): void {
     .option('--cgroup-root <dir>', 'cgroup v2 directory whose subtree is captured (default: the cgroup2 mount)')
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
     .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
+    .option('--metrics <addr>', 'Prometheus metrics address (/metrics, /stats/prometheus)', METRICS_DEFAULT)
+    .option('--access-log <mode>', 'one JSON line per connection on stdout: off | all | sampled:<ratio>', 'all')
     .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', DEFAULT_TRUST_DOMAIN)
     .option('--ca-dir <dir>', 'mesh CA root (ca-cert.pem, ca-key.pem): loaded, or created on first start; share it between nodes', '/var/lib/nodemesh/ca')
     .option('--cert-lifetime <seconds>', 'lifetime of workload certificates (renewed at half life)', '86400')
@@ -81,6 +86,8 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     cgroupRoot: flags.cgroupRoot ?? findCgroup2Mount(),
     bpffsDir: bpffsDir(flags),
     admin: parseAddress(flags.admin, '--admin'),
+    metrics: parseAddress(flags.metrics, '--metrics'),
+    accessLog: parseAccessLogMode(flags.accessLog),
     logLevel: flags.logLevel,
     outboundPort: OUTBOUND_PORT,
     hbonePort: HBONE_PORT,

@@ -1,38 +1,115 @@
-// `nodemesh flows`: the node's connections, from the agent's admin API.
-import type { Command } from 'commander';
+// `nodemesh flows`: the node's connections, from the agent's admin API; filtered by the agent,
+// once or, with --watch, refreshed every second (in place on a terminal).
+import { Option, type Command } from 'commander';
 import { adminGet, parseAddress } from '../admin/client.js';
+import { FLOW_FILTER_KEYS, type FlowFilter } from '../telemetry/flow-filter.js';
 import type { FlowRow } from '../telemetry/flow-table.js';
-import { bytes, duration, table } from './table.js';
 import { ADMIN_DEFAULT } from './defaults.js';
+import { bytes, clip, colours, duration, painter, table, type Colours } from './table.js';
+
+interface FlowsFlags extends FlowFilter {
+  admin: string;
+  json?: boolean;
+  watch?: boolean;
+}
+
+const WATCH_INTERVAL_MS = 1000;
 
 export function flowsCommand(program: Command): void {
   program
     .command('flows')
     .description("list the node's connections: source pod → destination, endpoint, bytes, state")
     .option('--admin <addr>', "the agent's admin API", ADMIN_DEFAULT)
-    .option('--json', 'print a JSON array for scripts')
-    .action(async (opts: { admin: string; json?: boolean }) => {
-      const rows = await adminGet<FlowRow[]>(parseAddress(opts.admin, '--admin'), '/flows');
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    .option('--json', 'print a JSON array for scripts (with --watch: one array per line)')
+    .option('--namespace <ns>', 'only flows with a pod or service of this namespace at either end')
+    .option('--pod <name>', 'only flows from, to or served by this pod (name or namespace/name)')
+    .option('--service <name>', 'only flows to this service (name or namespace/name)')
+    .addOption(new Option('--state <state>', 'only open or only closed flows').choices(['open', 'closed']))
+    .option('--watch', 'refresh every second until Ctrl-C')
+    .action(async (flags: FlowsFlags) => {
+      const address = parseAddress(flags.admin, '--admin');
+      const query = new URLSearchParams();
+      for (const key of FLOW_FILTER_KEYS) if (flags[key]) query.set(key, flags[key] as string);
+      const fetchRows = () => adminGet<FlowRow[]>(address, `/flows${query.size ? `?${query}` : ''}`);
+      if (!flags.watch) {
+        const rows = await fetchRows();
+        process.stdout.write(flags.json ? `${JSON.stringify(rows, null, 2)}\n` : `${render(rows, colours()).join('\n')}\n`);
         return;
       }
-      const out = table(
-        ['DIR', 'SOURCE', 'DESTINATION', 'ENDPOINT', 'SENT', 'RECV', 'STATE', 'DURATION', 'SECURITY', 'FLAGS', 'POLICY'],
-        rows.map((r) => [
-          r.direction === 'inbound' ? 'in' : 'out',
-          r.source.pod ?? r.source.identity?.replace(/^spiffe:\/\/[^/]+\//, '') ?? `${r.source.ip}:${r.source.port}`,
-          `${r.destination.service ?? r.destination.pod ?? r.destination.ip}:${r.destination.port}`,
-          r.endpoint ? `${r.endpoint.pod}@${r.endpoint.node}` : '-',
-          bytes(r.bytesSent),
-          bytes(r.bytesReceived),
-          r.state,
-          duration(r.durationMs),
-          r.security ?? '-',
-          r.responseFlags,
-          r.authorization ? `${r.authorization.allowed ? 'allow' : 'DENY'}${r.authorization.policy ? ` ${r.authorization.policy}` : ''}` : '-',
-        ]),
-      );
-      process.stdout.write(`${rows.length === 0 ? 'no flows yet' : out}\n`);
+      await watch(fetchRows, flags.json === true);
     });
+}
+
+function render(rows: readonly FlowRow[], c: Colours): string[] {
+  if (rows.length === 0) return ['no flows yet'];
+  const out = table(
+    ['DIR', 'SOURCE', 'DESTINATION', 'ENDPOINT', 'SENT', 'RECV', 'STATE', 'DURATION', 'SECURITY', 'FLAGS', 'POLICY'],
+    rows.map((r) => [
+      r.direction === 'inbound' ? 'in' : 'out',
+      r.source.pod ?? r.source.identity?.replace(/^spiffe:\/\/[^/]+\//, '') ?? `${r.source.ip}:${r.source.port}`,
+      `${r.destination.service ?? r.destination.pod ?? r.destination.ip}:${r.destination.port}`,
+      r.endpoint ? `${r.endpoint.pod}@${r.endpoint.node}` : '-',
+      bytes(r.bytesSent),
+      bytes(r.bytesReceived),
+      r.state,
+      duration(r.durationMs),
+      r.security ?? '-',
+      r.responseFlags,
+      r.authorization ? `${r.authorization.allowed ? 'allow' : 'DENY'}${r.authorization.policy ? ` ${r.authorization.policy}` : ''}` : '-',
+    ]),
+    painter(c, (text, row, column) => {
+      const r = rows[row] as FlowRow;
+      if (column === 9 && r.responseFlags !== '-') return c.red(text);
+      if (column === 10 && r.authorization?.allowed === false) return c.red(text);
+      if (column === 6 && r.state === 'open') return c.green(text);
+      return text;
+    }),
+  );
+  return out.split('\n');
+}
+
+/**
+ * On a terminal: redraw in place, clipped to the window so a frame never scrolls. Otherwise
+ * (a pipe, a file): one full snapshot per second, separated by a blank line.
+ */
+async function watch(fetchRows: () => Promise<FlowRow[]>, json: boolean): Promise<void> {
+  const out = process.stdout;
+  const tty = out.isTTY === true && !json;
+  const c = colours();
+  let stopped = false;
+  let wake = () => undefined as void;
+  process.once('SIGINT', () => {
+    stopped = true;
+    wake();
+  });
+  if (tty) out.write('\x1b[?25l\x1b[2J');
+  try {
+    for (let first = true; !stopped; first = false) {
+      const rows = await fetchRows();
+      if (stopped) break;
+      if (json) out.write(`${JSON.stringify(rows)}\n`);
+      else if (tty) out.write(frame(rows, c, out));
+      else out.write(`${first ? '' : '\n'}${render(rows, c).join('\n')}\n`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, WATCH_INTERVAL_MS);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    if (tty) out.write('\x1b[?25h\n');
+  }
+}
+
+/** Home, then each line clearing its old tail, then clear below: no flicker, no scroll. */
+function frame(rows: readonly FlowRow[], c: Colours, out: NodeJS.WriteStream): string {
+  const height = Math.max(3, (out.rows || 24) - 1);
+  const width = out.columns || 80;
+  const lines = render(rows, c);
+  const room = height - 1;
+  const shown = lines.length > room ? [...lines.slice(0, room - 1), c.dim(`… ${lines.length - room + 1} more rows`)] : lines;
+  const status = c.dim(`${new Date().toLocaleTimeString()}  ${rows.length} flows, every 1s; Ctrl-C to stop`);
+  return `\x1b[H${[status, ...shown].map((l) => `${clip(l, width)}\x1b[K`).join('\n')}\x1b[J`;
 }

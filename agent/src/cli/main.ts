@@ -4,8 +4,11 @@ import { Command, CommanderError } from 'commander';
 import { NodemeshError } from '../errors.js';
 import { agentCommand } from './agent.js';
 import { certsCommand } from './certs.js';
+import { configCommand } from './config.js';
 import { flowsCommand } from './flows.js';
+import { servicesCommand } from './services.js';
 import { statusCommand } from './status.js';
+import { workloadsCommand } from './workloads.js';
 
 const program = new Command('nodemesh')
   .description('nodemesh: a sidecarless service mesh, one eBPF-fed proxy per node')
@@ -15,6 +18,9 @@ agentCommand(program);
 flowsCommand(program);
 statusCommand(program);
 certsCommand(program);
+workloadsCommand(program);
+servicesCommand(program);
+configCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -22,7 +22,7 @@ export function statusCommand(program: Command): void {
         `config:          version ${s.config.version} from ${s.config.source}` +
           (s.config.rejections.length ? `, ${s.config.rejections.length} rejected` : ''),
         `trust domain:    ${s.trustDomain}`,
-        `listeners:       outbound ${s.listeners.outbound}, hbone ${s.listeners.hbone}`,
+        `listeners:       outbound ${s.listeners.outbound}, hbone ${s.listeners.hbone}, metrics ${s.listeners.metrics}`,
         `enrolled pods:   ${s.enrolledPods}`,
         `services:        ${s.services}`,
         `open conns:      ${s.openConnections}`,

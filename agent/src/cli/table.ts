@@ -1,13 +1,40 @@
-// Aligned plain-text tables for the human form of CLI output.
+// Aligned plain-text tables for the human form of CLI output, coloured only on a terminal.
 
-export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+/** Colours a cell after alignment (escape codes have no width); row -1 is the header. */
+export type Paint = (text: string, row: number, column: number) => string;
+
+export function table(headers: readonly string[], rows: readonly (readonly string[])[], paint?: Paint): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
+  const line = (cells: readonly string[], row: number) =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .map((c, i) => {
+        const text = i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0);
+        return paint ? paint(text, row, i) : text;
+      })
       .join('  ')
       .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
+  return [line(headers, -1), ...rows.map((r, i) => line(r, i))].join('\n');
+}
+
+export interface Colours {
+  bold(s: string): string;
+  red(s: string): string;
+  green(s: string): string;
+  dim(s: string): string;
+}
+
+const sgr = (code: number) => (s: string) => `\x1b[${code}m${s}\x1b[0m`;
+const plain = (s: string) => s;
+
+/** ANSI colours when writing to a terminal, unless NO_COLOR is set (no-color.org). */
+export function colours(stream: NodeJS.WriteStream = process.stdout): Colours {
+  const on = stream.isTTY === true && process.env.NO_COLOR === undefined;
+  return on ? { bold: sgr(1), red: sgr(31), green: sgr(32), dim: sgr(2) } : { bold: plain, red: plain, green: plain, dim: plain };
+}
+
+/** The usual paint: bold headers, plus whatever `cell` adds for data cells. */
+export function painter(c: Colours, cell?: (text: string, row: number, column: number) => string): Paint {
+  return (text, row, column) => (row < 0 ? c.bold(text) : cell ? cell(text, row, column) : text);
 }
 
 export function bytes(n: number): string {
@@ -27,4 +54,21 @@ export function duration(ms: number): string {
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
   if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.floor((ms % 60_000) / 1000)}s`;
   return `${Math.floor(ms / 3_600_000)}h${Math.floor((ms % 3_600_000) / 60_000)}m`;
+}
+
+/** The first `width` visible characters of a line, keeping its colour codes (for a terminal). */
+export function clip(line: string, width: number): string {
+  let out = '';
+  let visible = 0;
+  for (let i = 0; i < line.length; i++) {
+    const escape = /^\x1b\[[0-9;]*m/.exec(line.slice(i));
+    if (escape) {
+      out += escape[0];
+      i += escape[0].length - 1;
+    } else if (visible < width) {
+      out += line[i];
+      visible += 1;
+    }
+  }
+  return out;
 }

@@ -143,6 +143,7 @@ export class OutboundProxy {
     }
     this.#track(upstream.stream);
     socket.setNoDelay(true);
+    flow.live = () => ({ sent: socket.bytesRead, received: socket.bytesWritten });
     const result = await relay(socket, upstream.stream);
     flow.bytesSent = result.bytesFromDownstream;
     flow.bytesReceived = result.bytesFromUpstream;
@@ -157,9 +158,10 @@ export class OutboundProxy {
       const r = await this.#deps.inbound.open({
         source: { principal: identity.principal, namespace: local.pod.namespace, ip: sourceIP },
         target,
+        onDenied: (d) => (flow.authorization = authorizationOf(d)),
       });
       if (r.decision) flow.authorization = authorizationOf(r.decision);
-      if ('socket' in r) return { stream: r.socket };
+      if ('stream' in r) return { stream: r.stream };
       return { flag: flagForStatus(r.status), reason: r.reason };
     }
     const node = view.state.nodes.get(endpoint.nodeName);

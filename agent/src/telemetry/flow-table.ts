@@ -56,6 +56,14 @@ export interface ProxyFlow {
   security: Security;
   /** Set once the destination's policy has decided. */
   authorization?: Authorization;
+  /** Bytes moved so far, set by the proxy once the connection relays: lets metrics show the
+   * progress of long connections before they close. */
+  live?: () => { sent: number; received: number };
+}
+
+/** Told of every connection as it closes (metrics, access log). */
+export interface FlowObserver {
+  closed(flow: ProxyFlow): void;
 }
 
 export interface FlowRow {
@@ -81,6 +89,11 @@ const CLOSED_KEPT = 4096;
 export class FlowTable {
   readonly #open = new Set<ProxyFlow>();
   readonly #closed: ProxyFlow[] = [];
+  readonly #observers: FlowObserver[] = [];
+
+  observe(observer: FlowObserver): void {
+    this.#observers.push(observer);
+  }
 
   open(flow: ProxyFlow): ProxyFlow {
     this.#open.add(flow);
@@ -88,14 +101,21 @@ export class FlowTable {
   }
 
   close(flow: ProxyFlow): void {
+    if (!this.#open.delete(flow)) return;
     flow.endMs ??= Date.now();
-    this.#open.delete(flow);
+    // Kept flows must not hold on to their sockets.
+    delete flow.live;
     this.#closed.push(flow);
     if (this.#closed.length > CLOSED_KEPT) this.#closed.shift();
+    for (const o of this.#observers) o.closed(flow);
   }
 
   get openCount(): number {
     return this.#open.size;
+  }
+
+  openFlows(): IterableIterator<ProxyFlow> {
+    return this.#open.values();
   }
 
   /** Newest first. */

@@ -1,0 +1,108 @@
+// Who was at each end of a connection, in Istio's terms (workload, canonical service and
+// revision, principal, service FQDN): shared by the Istio metrics and the access log so both
+// name a connection the same way.
+import { formatSpiffeId, parseSpiffeId } from '../identity/spiffe.js';
+import type { MeshIndex } from '../state/mesh-index.js';
+import type { MeshPod, MeshService } from '../state/model.js';
+import type { ProxyFlow } from './flow-table.js';
+
+/** The Kubernetes cluster DNS domain of service FQDNs (not the SPIFFE trust domain). */
+export const CLUSTER_DOMAIN = 'cluster.local';
+
+export interface Workload {
+  /** `service.istio.io/workload-name`, else the pod name (see workloadOf). */
+  name: string;
+  namespace: string;
+  pod: string;
+  canonicalService: string;
+  canonicalRevision: string;
+}
+
+export interface Peer {
+  workload?: Workload;
+  /** Known even without a workload when the peer's identity is (its SPIFFE id names it). */
+  namespace?: string;
+  /** SPIFFE id, e.g. spiffe://cluster.local/ns/shop/sa/client. */
+  principal?: string;
+}
+
+export interface FlowPeers {
+  source: Peer;
+  destination: Peer;
+  service?: MeshService;
+}
+
+// istio/istio pkg/model: labels.CanonicalService's lookup order.
+const NAME_LABELS = ['service.istio.io/canonical-name', 'app.kubernetes.io/name', 'app'];
+const REVISION_LABELS = ['service.istio.io/canonical-revision', 'app.kubernetes.io/version', 'version'];
+
+const firstLabel = (labels: Readonly<Record<string, string>>, keys: readonly string[]): string | undefined =>
+  keys.map((k) => labels[k]).find((v) => v !== undefined);
+
+/**
+ * Istio names a workload after the pod's controller (a Deployment, found through the
+ * ReplicaSet owner reference) unless the pod sets `service.istio.io/workload-name`. Our
+ * configuration carries no owner references, so, as Istio does for a pod without an owner,
+ * the workload is the pod name.
+ */
+export function workloadOf(pod: MeshPod): Workload {
+  const name = pod.labels['service.istio.io/workload-name'] ?? pod.name;
+  return {
+    name,
+    namespace: pod.namespace,
+    pod: pod.name,
+    canonicalService: firstLabel(pod.labels, NAME_LABELS) ?? name,
+    canonicalRevision: firstLabel(pod.labels, REVISION_LABELS) ?? 'latest',
+  };
+}
+
+export const serviceFqdn = (s: MeshService): string => `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`;
+
+const podPeer = (pod: MeshPod, trustDomain: string): Peer => ({
+  workload: workloadOf(pod),
+  namespace: pod.namespace,
+  principal: formatSpiffeId({ trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount }),
+});
+
+/** Both ends of a connection as this node knows them now. */
+export function flowPeers(flow: ProxyFlow, view: MeshIndex, trustDomain: string): FlowPeers {
+  const pod = (key: string | undefined) => (key ? view.state.pods.get(key) : undefined);
+  const dstPod = pod(flow.endpoint?.pod ?? flow.dstPod);
+  const destination = dstPod ? podPeer(dstPod, trustDomain) : {};
+  if (flow.direction === 'outbound') {
+    const src = pod(flow.sourcePod);
+    const service = flow.service ? view.state.services.get(flow.service) : undefined;
+    return { source: src ? podPeer(src, trustDomain) : {}, destination, ...(service ? { service } : {}) };
+  }
+  const service = inboundService(view, flow.dstIP, flow.dstPort);
+  return { source: inboundSource(flow, view, trustDomain), destination, ...(service ? { service } : {}) };
+}
+
+/**
+ * The source of an HBONE tunnel: its verified identity always; its workload only when the pod
+ * at the forwarded source address has that very identity, so a peer cannot borrow another
+ * pod's name by claiming its address (ztunnel checks the same).
+ */
+function inboundSource(flow: ProxyFlow, view: MeshIndex, trustDomain: string): Peer {
+  if (!flow.sourceIdentity) return {};
+  const peer: Peer = { principal: flow.sourceIdentity, namespace: parseSpiffeId(flow.sourceIdentity).namespace };
+  const pod = view.podsByIP.get(flow.sourceIP);
+  const candidate = pod && podPeer(pod, trustDomain);
+  return candidate?.principal === flow.sourceIdentity ? candidate : peer;
+}
+
+// The tunnel names the pod, not the Service the client dialled: like ztunnel, take the first
+// Service (by namespace/name) whose endpoints include that pod port.
+const inboundServices = new WeakMap<MeshIndex, Map<string, MeshService>>();
+
+function inboundService(view: MeshIndex, ip: string, port: number): MeshService | undefined {
+  let byEndpoint = inboundServices.get(view);
+  if (!byEndpoint) {
+    byEndpoint = new Map();
+    const services = [...view.destinations.values()].flatMap((d) => (d.kind === 'service' ? [d] : []));
+    services.sort((a, b) => `${a.service.namespace}/${a.service.name}`.localeCompare(`${b.service.namespace}/${b.service.name}`));
+    for (const d of services) for (const ep of d.endpoints) if (!byEndpoint.has(`${ep.ip}:${ep.port}`)) byEndpoint.set(`${ep.ip}:${ep.port}`, d.service);
+    inboundServices.set(view, byEndpoint);
+  }
+  return byEndpoint.get(`${ip}:${port}`);
+}
