@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { applyConfig } from '../control/apply.js';
 import { parseConfig } from '../control/config-docs.js';
 import type { MeshPod, MeshState } from '../state/model.js';
-import { applicablePolicies, authorize, ROOT_NAMESPACE, type AuthzRequest } from './index.js';
+import { applicablePolicies, authorize, needsHttp, ROOT_NAMESPACE, type AuthzRequest } from './index.js';
 
 const pod = (namespace: string, name: string, app: string): string => `
 apiVersion: v1
@@ -299,5 +299,24 @@ describe('authorize: opaque TCP (L4) against rules with HTTP conditions', () => 
   it('widens AUDIT rules the same way as DENY', () => {
     const state = mesh(policy('audit-posts', '{ action: AUDIT, rules: [{ to: [{ operation: { methods: [POST] } }] }] }'));
     assert.deepEqual(authorize(state, request(state, L4)), { allowed: true, reason: 'no ALLOW policy applies', audited: ['shop/audit-posts'] });
+  });
+});
+
+describe('needsHttp: whether a port must be authorized per HTTP request', () => {
+  const web = (state: MeshState) => state.pods.get('shop/web-1')!;
+  it('is false with no policy or only L4 conditions', () => {
+    assert.equal(needsHttp(mesh(), web(mesh()), 8080), false);
+    const state = mesh(policy('l4', '{ rules: [{ from: [{ source: { namespaces: [front] } }], to: [{ operation: { ports: ["8080"] } }] }] }'));
+    assert.equal(needsHttp(state, web(state), 8080), false);
+  });
+  it('is true for a path, method, host or header condition that can apply to the port', () => {
+    const state = mesh(
+      policy('paths', '{ rules: [{ to: [{ operation: { paths: [/admin*], ports: ["8080"] } }] }] }'),
+      policy('header', '{ action: DENY, selector: { matchLabels: { app: db } }, rules: [{ when: [{ key: "request.headers[x-debug]", values: ["*"] }] }] }'),
+    );
+    assert.equal(needsHttp(state, web(state), 8080), true);
+    assert.equal(needsHttp(state, web(state), 9000), false, 'the rule is for port 8080 only');
+    const db = state.pods.get('shop/db-1')!;
+    assert.equal(needsHttp(state, db, 5432), true, 'no `to`: every port');
   });
 });

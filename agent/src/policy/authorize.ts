@@ -4,7 +4,7 @@
 // of them must match.
 import type { MeshAuthorizationPolicy, MeshPod, MeshState } from '../state/model.js';
 import type { AuthzDecision, AuthzRequest } from './request.js';
-import { ruleMatches } from './rule-match.js';
+import { ruleMatches, ruleNeedsHttp } from './rule-match.js';
 import { ROOT_NAMESPACE, byKey, selects } from './scope.js';
 
 /**
@@ -16,6 +16,14 @@ export function applicablePolicies(state: MeshState, pod: MeshPod): MeshAuthoriz
   const inScope = (p: MeshAuthorizationPolicy): boolean =>
     (p.namespace === ROOT_NAMESPACE || p.namespace === pod.namespace) && selects(p.selector, pod);
   return byKey([...state.authorizationPolicies.values()].filter(inScope));
+}
+
+/**
+ * True when a policy in force for the pod has a rule on hosts, methods, paths or request
+ * headers that can apply to this port: connections to it must be authorized per HTTP request.
+ */
+export function needsHttp(state: MeshState, pod: MeshPod, port: number): boolean {
+  return applicablePolicies(state, pod).some((p) => p.rules.some((r) => ruleNeedsHttp(r, port)));
 }
 
 export function authorize(state: MeshState, req: AuthzRequest): AuthzDecision {

@@ -1,6 +1,6 @@
 // Authorization and peer authentication: pure functions over the mesh state that the inbound
 // proxy calls per connection or request.
-export { applicablePolicies, authorize } from './authorize.js';
+export { applicablePolicies, authorize, needsHttp } from './authorize.js';
 export { mtlsMode, type EffectiveMtlsMode } from './peer-authentication.js';
-export type { AuthzDecision, AuthzRequest } from './request.js';
+export type { AuthzDecision, AuthzHttp, AuthzRequest } from './request.js';
 export { ROOT_NAMESPACE } from './scope.js';

@@ -14,7 +14,15 @@ export interface AuthzRequest {
   };
   destination: { pod: MeshPod; ip: string; port: number };
   /** Absent for an opaque TCP connection (L4). */
-  http?: { method: string; path: string; host: string; headers: Record<string, string> };
+  http?: AuthzHttp;
+}
+
+/** One HTTP request's attributes; `path` already normalized, header names lower case. */
+export interface AuthzHttp {
+  method: string;
+  path: string;
+  host: string;
+  headers: Record<string, string>;
 }
 
 export interface AuthzDecision {

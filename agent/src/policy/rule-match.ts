@@ -31,8 +31,20 @@ export function ruleMatches(rule: AuthorizationRule, action: AuthorizationAction
 }
 
 function needsHttp(rule: AuthorizationRule): boolean {
-  const op = (o: AuthorizationOperation): boolean => !!(o.hosts ?? o.notHosts ?? o.methods ?? o.notMethods ?? o.paths ?? o.notPaths);
-  return (rule.to ?? []).some(op) || (rule.when ?? []).some((c) => headerName(c.key) !== undefined);
+  return (rule.to ?? []).some(opNeedsHttp) || (rule.when ?? []).some((c) => headerName(c.key) !== undefined);
+}
+
+const opNeedsHttp = (o: AuthorizationOperation): boolean => !!(o.hosts ?? o.notHosts ?? o.methods ?? o.notMethods ?? o.paths ?? o.notPaths);
+
+/**
+ * Whether the rule can only be decided per HTTP request on this destination port: it has an
+ * HTTP condition and its `to` operations do not all exclude the port. Conservative (a `when`
+ * on destination.port is not considered): deciding at L7 when unsure is never less strict.
+ */
+export function ruleNeedsHttp(rule: AuthorizationRule, port: number): boolean {
+  if (!needsHttp(rule)) return false;
+  const p = String(port);
+  return !rule.to || rule.to.some((o) => field(o.ports?.map(String), o.notPorts?.map(String), (v) => v === p));
 }
 
 interface Identity {

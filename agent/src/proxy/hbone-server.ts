@@ -5,6 +5,7 @@ import { listen } from '../listen.js';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import {
   HBONE_ALPN,
@@ -15,7 +16,7 @@ import {
   parseForwardedFor,
   type HostPort,
 } from './hbone-protocol.js';
-import { relay } from './relay.js';
+import { relay, reset } from './relay.js';
 
 const { NGHTTP2_INADEQUATE_SECURITY, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
@@ -37,8 +38,9 @@ export interface HboneTunnelRequest {
   headers: http2.IncomingHttpHeaders;
 }
 
-/** A socket (connected, allowHalfOpen) to relay, or the HTTP status and reason of a refusal. */
-export type HboneOpenResult = { socket: net.Socket } | { status: number; reason: string };
+/** A stream to relay (a connected allowHalfOpen socket, or a filter in front of one), or the
+ * HTTP status and reason of a refusal. */
+export type HboneOpenResult = { stream: Duplex } | { status: number; reason: string };
 
 export interface HboneServerOptions {
   /** Called as each TCP connection arrives, so a rotated certificate applies to new connections. */
@@ -229,27 +231,29 @@ export class HboneServer {
     const forwardedFor = parseForwardedFor(headers.forwarded);
     const request: HboneTunnelRequest = { peer, target, peerAddress, headers, ...(forwardedFor ? { forwardedFor } : {}) };
     const result = await this.#open(request);
-    if (!('socket' in result)) {
+    if (!('stream' in result)) {
       this.#refuse(stream, peer, result.status, result.reason, formatAuthority(target));
       return;
     }
-    const { socket } = result;
+    const upstream = result.stream;
     if (stream.closed || stream.destroyed) {
-      socket.resetAndDestroy();
+      reset(upstream);
       return;
     }
-    if (socket.destroyed) {
+    if (upstream.destroyed) {
       this.#refuse(stream, peer, 503, `${formatAuthority(target)} closed the connection before the tunnel was set up`);
       return;
     }
-    socket.allowHalfOpen = true;
-    socket.setNoDelay(true);
+    if (upstream instanceof net.Socket) {
+      upstream.allowHalfOpen = true;
+      upstream.setNoDelay(true);
+    }
     stream.respond({ ':status': 200 });
     const tunnel = new HboneStream(stream);
     this.#stats.tunnels += 1;
     this.#tunnels.add(tunnel);
     const started = Date.now();
-    const done = await relay(tunnel, socket);
+    const done = await relay(tunnel, upstream);
     this.#tunnels.delete(tunnel);
     this.#opts.log.debug(
       {
@@ -277,9 +281,9 @@ export class HboneServer {
       this.#opts.open(request).then(
         (result) => {
           // Until splice() listens, an error must not crash the agent; it shows as `destroyed`.
-          if ('socket' in result) result.socket.on('error', () => {});
+          if ('stream' in result) result.stream.on('error', () => {});
           if (settled) {
-            if ('socket' in result) result.socket.resetAndDestroy();
+            if ('stream' in result) reset(result.stream);
             return;
           }
           settled = true;
@@ -321,7 +325,7 @@ export function dialTarget(target: HostPort, timeoutMs: number): Promise<HboneOp
     socket.once('connect', () => {
       connected = true;
       clearTimeout(timer);
-      resolve({ socket });
+      resolve({ stream: socket });
     });
     // Stays attached: an error between connect and the relay must not crash the agent.
     socket.on('error', (err: NodeJS.ErrnoException) => {

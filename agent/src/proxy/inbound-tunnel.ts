@@ -2,7 +2,7 @@
 // source principal for the inbound checks, and each tunnel is a row in the node's flow table.
 import { parseSpiffeId, principalOf } from '../identity/spiffe.js';
 import { podName } from '../state/mesh-index.js';
-import { authorizationOf, flagForStatus, type FlowTable } from '../telemetry/flow-table.js';
+import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
 import type { HboneOpenResult, HboneTunnelRequest } from './hbone-server.js';
 import type { Inbound } from './inbound.js';
 
@@ -10,11 +10,16 @@ export function inboundTunnel(inbound: Inbound, flows: FlowTable): (t: HboneTunn
   return async (t) => {
     const peer = parseSpiffeId(t.peer);
     const sourceIP = t.forwardedFor ?? t.peerAddress;
+    let flow: ProxyFlow | undefined;
     const r = await inbound.open({
       source: { principal: principalOf(peer), namespace: peer.namespace, ip: sourceIP },
       target: t.target,
+      // Per-request denials (HTTP policies): the row shows the most recent one.
+      onDenied: (d) => {
+        if (flow) flow.authorization = authorizationOf(d);
+      },
     });
-    const flow = flows.open({
+    flow = flows.open({
       direction: 'inbound',
       sourceIP,
       sourcePort: 0,
@@ -25,20 +30,21 @@ export function inboundTunnel(inbound: Inbound, flows: FlowTable): (t: HboneTunn
       startMs: Date.now(),
       bytesSent: 0,
       bytesReceived: 0,
-      responseFlags: 'socket' in r ? '-' : flagForStatus(r.status),
+      responseFlags: 'stream' in r ? '-' : flagForStatus(r.status),
       security: 'mutual_tls',
       ...(r.decision ? { authorization: authorizationOf(r.decision) } : {}),
     });
-    if (!('socket' in r)) {
+    if (!('stream' in r)) {
       flows.close(flow);
       return { status: r.status, reason: r.reason };
     }
-    const socket = r.socket;
-    socket.once('close', () => {
-      flow.bytesSent = socket.bytesWritten;
-      flow.bytesReceived = socket.bytesRead;
-      flows.close(flow);
+    const { stream, podSocket } = r;
+    const row = flow;
+    stream.once('close', () => {
+      row.bytesSent = podSocket.bytesWritten;
+      row.bytesReceived = podSocket.bytesRead;
+      flows.close(row);
     });
-    return { socket };
+    return { stream };
   };
 }

@@ -2,26 +2,40 @@
 // (mTLS, the peer's SPIFFE identity known) or in-process from this node's outbound path.
 // Peer authentication and authorization are decided here, at the destination, before any
 // byte reaches the pod; then the pod is dialled from the node's InternalIP, the one source
-// the kernel's STRICT check lets through.
+// the kernel's STRICT check lets through. When a policy on the port needs HTTP fields, the
+// connection goes through the L7 filters (inbound-l7.ts), which decide each request.
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { authorize, mtlsMode, type AuthzDecision } from '../policy/index.js';
+import { authorize, mtlsMode, needsHttp, type AuthzDecision, type AuthzHttp } from '../policy/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import type { MeshPod } from '../state/model.js';
+import { l7Inbound } from './inbound-l7.js';
 
 export interface InboundRequest {
   /** principal in Istio's form "td/ns/x/sa/y"; absent for plaintext. */
   source: { principal?: string; namespace?: string; ip: string };
   target: { ip: string; port: number };
+  /** Called for each request denied on an admitted connection (policies with HTTP fields). */
+  onDenied?: (decision: AuthzDecision) => void;
 }
 
 export type InboundResult =
-  | { socket: net.Socket; pod: MeshPod; decision: AuthzDecision }
+  | {
+      /** What to relay: the pod socket itself, or the L7 filter in front of it. */
+      stream: Duplex;
+      /** The pod connection, for its byte counts. */
+      podSocket: net.Socket;
+      pod: MeshPod;
+      decision: AuthzDecision;
+    }
   | { status: number; reason: string; pod?: MeshPod; decision?: AuthzDecision };
 
 export interface InboundDeps {
   index(): MeshIndex;
   connectTimeoutMs: number;
+  /** How long the L7 path waits for a source's first bytes before deciding at L4 (default 10 s). */
+  detectTimeoutMs?: number;
   log: Logger;
 }
 
@@ -43,10 +57,10 @@ export class Inbound {
     if (mode === 'STRICT' && !req.source.principal) {
       return { status: 403, pod, reason: `${pod.namespace}/${pod.name} port ${req.target.port} requires mTLS (PeerAuthentication STRICT)` };
     }
-    const decision = authorize(view.state, {
-      source: req.source,
-      destination: { pod, ip: req.target.ip, port: req.target.port },
-    });
+    const perRequest = needsHttp(view.state, pod, req.target.port);
+    const decision: AuthzDecision = perRequest
+      ? { allowed: true, reason: 'each HTTP request is authorized (a policy on this port has HTTP fields)' }
+      : authorize(view.state, { source: req.source, destination: { pod, ip: req.target.ip, port: req.target.port } });
     if (!decision.allowed) {
       this.#deps.log.info({ source: req.source, target: req.target, reason: decision.reason }, 'inbound: connection denied');
       return { status: 403, pod, decision, reason: decision.reason };
@@ -54,13 +68,27 @@ export class Inbound {
     const localAddress = view.node?.internalIP;
     try {
       const socket = await dial(req.target, localAddress, this.#deps.connectTimeoutMs);
-      return { socket, pod, decision };
+      const stream = perRequest ? l7Inbound(socket, { decide: (http) => this.#decide(req, pod, http) }, this.#deps) : socket;
+      return { stream, podSocket: socket, pod, decision };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       return code === 'ETIMEDOUT'
         ? { status: 504, pod, decision, reason: `pod ${pod.namespace}/${pod.name} did not answer on port ${req.target.port} within ${this.#deps.connectTimeoutMs} ms` }
         : { status: 503, pod, decision, reason: `pod ${pod.namespace}/${pod.name} port ${req.target.port}: ${code}` };
     }
+  }
+
+  /** One request's decision (or the connection's, without `http`) on the mesh state as it is now. */
+  #decide(req: InboundRequest, pod: MeshPod, http?: AuthzHttp): AuthzDecision {
+    const view = this.#deps.index();
+    const destination = { pod: view.podsByIP.get(req.target.ip) ?? pod, ip: req.target.ip, port: req.target.port };
+    const decision = authorize(view.state, { source: req.source, destination, ...(http ? { http } : {}) });
+    if (!decision.allowed) {
+      const fields = { method: http?.method, path: http?.path, source: req.source.principal ?? req.source.ip, target: req.target, policy: decision.policy, reason: decision.reason };
+      this.#deps.log.info(fields, http ? 'inbound: request denied' : 'inbound: connection denied (not HTTP)');
+      req.onDenied?.(decision);
+    }
+    return decision;
   }
 }
 

@@ -1,0 +1,110 @@
+// The inbound L7 filter for HTTP/2 with prior knowledge (h2c, what gRPC speaks): Node's HTTP/2
+// server terminates the source's connection, each stream is authorized, an allowed one is
+// forwarded on one HTTP/2 connection to the pod (over the socket already dialled, opened only
+// when a first stream is allowed), a denied one answered here: 403, or for gRPC what Envoy
+// answers (200, grpc-status 7). HTTP/2 frames are hop-by-hop, so re-framing changes nothing
+// the application sees; headers, body and trailers are carried as they came.
+import http2 from 'node:http2';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { DENIED_BODY, mergeHeaders, type HttpGate } from './gate.js';
+import { normalizePath } from './normalize-path.js';
+
+/** Node's HTTP/2 server adds a Date header unless told not to (`sendDate`, undeclared in its types). */
+const NO_DATE = { sendDate: false };
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+/** Serves one h2c connection from `client` (the source's side, preface unread) to `pod`. */
+export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Logger): void {
+  let upstream: http2.ClientHttp2Session | undefined;
+  let session: http2.ServerHttp2Session | undefined;
+  const toPod = (): http2.ClientHttp2Session => {
+    if (upstream) return upstream;
+    upstream = http2.connect(`http://${pod.remoteAddress}:${pod.remotePort}`, { createConnection: () => pod, settings: { enablePush: false } });
+    upstream.on('error', (err) => log.debug({ err }, 'inbound h2: pod connection error'));
+    // The pod going away ends the source's connection the same way: GOAWAY, streams in flight finish.
+    upstream.once('close', () => session?.close());
+    return upstream;
+  };
+  const server = http2.createServer({ settings: { enablePush: false } });
+  server.on('session', (s: http2.ServerHttp2Session) => {
+    session = s;
+    s.on('error', (err) => log.debug({ err }, 'inbound h2: source connection error'));
+    s.once('close', () => {
+      if (upstream) upstream.close();
+      else pod.destroy();
+    });
+  });
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
+    stream.on('error', () => {});
+    const path = normalizePath(String(headers[':path'] ?? ''));
+    if (path === undefined) {
+      stream.respond({ ':status': 400, 'content-type': 'text/plain' }, { endStream: false, ...NO_DATE });
+      stream.end('Bad Request');
+      return;
+    }
+    const decision = gate.decide({
+      method: String(headers[':method']),
+      path,
+      host: String(headers[':authority'] ?? headers.host ?? ''),
+      headers: mergeHeaders(Object.entries(headers).filter((e): e is [string, string] => !e[0].startsWith(':') && typeof e[1] === 'string')),
+    });
+    if (!decision.allowed) return deny(stream, headers);
+    forward(stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0, toPod());
+  });
+  server.emit('connection', client);
+}
+
+function deny(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  if (String(headers['content-type'] ?? '').startsWith('application/grpc')) {
+    // Trailers-only gRPC answer: PERMISSION_DENIED.
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '7', 'grpc-message': DENIED_BODY },
+      { endStream: true, ...NO_DATE },
+    );
+    return;
+  }
+  stream.respond({ ':status': 403, 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(DENIED_BODY)) }, { endStream: false, ...NO_DATE });
+  stream.end(DENIED_BODY);
+}
+
+function forward(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ended: boolean, session: http2.ClientHttp2Session): void {
+  let up: http2.ClientHttp2Stream;
+  try {
+    up = session.request({ ...headers }, { endStream: ended, waitForTrailers: !ended });
+  } catch {
+    // The pod's connection is closing: the source may retry this stream elsewhere.
+    stream.close(NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  up.on('error', () => {});
+  let requestTrailers: http2.IncomingHttpHeaders = {};
+  let responseTrailers: http2.IncomingHttpHeaders = {};
+  stream.on('trailers', (t: http2.IncomingHttpHeaders) => (requestTrailers = t));
+  up.on('wantTrailers', () => up.sendTrailers(requestTrailers));
+  if (!ended) stream.pipe(up);
+
+  // 1xx (e.g. 100 Continue) as they come; then the final head, body and trailers.
+  up.on('headers', (h: http2.IncomingHttpHeaders) => stream.additionalHeaders(h));
+  up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
+    if (stream.destroyed) return;
+    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+    stream.respond(h, { endStream, waitForTrailers: !endStream, ...NO_DATE });
+    if (!endStream) up.pipe(stream);
+  });
+  up.on('trailers', (t: http2.IncomingHttpHeaders) => (responseTrailers = t));
+  stream.on('wantTrailers', () => stream.sendTrailers(responseTrailers));
+
+  // A reset on either side is a reset on the other; the pod failing before an answer is a 503.
+  up.once('close', () => {
+    if (stream.destroyed || stream.closed) return;
+    if (!stream.headersSent) {
+      stream.respond({ ':status': 503, 'content-type': 'text/plain' }, { endStream: false, ...NO_DATE });
+      stream.end('upstream connect error or disconnect/reset before headers');
+    } else if (!up.readableEnded || up.rstCode) stream.close(up.rstCode || NGHTTP2_INTERNAL_ERROR);
+  });
+  stream.once('close', () => {
+    if (!up.closed && !up.destroyed) up.close(stream.rstCode || NGHTTP2_CANCEL);
+  });
+}

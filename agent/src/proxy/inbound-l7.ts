@@ -1,0 +1,61 @@
+// The destination's HTTP-aware path, used when a policy on the pod's port needs methods, paths,
+// hosts or headers: what the caller relays is not the pod socket but one end of an in-memory
+// pair whose other end is served here. The first bytes pick the filter (h2 preface, HTTP/1
+// request line); anything else is decided at L4, where ALLOW rules on HTTP fields cannot match.
+import type net from 'node:net';
+import { duplexPair, type Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { sniff } from '../http/detect.js';
+import type { HttpGate } from '../http/gate.js';
+import { serveH1 } from '../http/h1-authz.js';
+import { serveH2 } from '../http/h2-authz.js';
+import { relay, reset } from './relay.js';
+
+export interface L7Options {
+  /** A source silent this long (a server-speaks-first protocol) is decided at L4. Default 10 s,
+   * Linkerd's protocol detection timeout. */
+  detectTimeoutMs?: number;
+  log: Logger;
+}
+
+/** The stream the caller relays in place of `pod`; allowHalfOpen, a reset shows as an error. */
+export function l7Inbound(pod: net.Socket, gate: HttpGate, opts: L7Options): Duplex {
+  const [outer, inner] = duplexPair();
+  // Node's pair does not carry a destroy across: a reset on either end must reach the other.
+  // A filter that closes its end cleanly leaves the answers it wrote to be read, then EOF.
+  outer.once('close', () => inner.destroy(outer.errored ?? undefined));
+  inner.once('close', () => {
+    if (inner.errored) reset(outer);
+    else outer.push(null);
+  });
+  void serve(inner, pod, gate, opts);
+  return outer;
+}
+
+async function serve(inner: Duplex, pod: net.Socket, gate: HttpGate, opts: L7Options): Promise<void> {
+  // Errors surface as 'close' (with `errored`), which every path below handles.
+  pod.on('error', () => {});
+  inner.on('error', () => {});
+  const { protocol, head } = await sniff(inner, opts.detectTimeoutMs ?? 10_000);
+  if (inner.destroyed) {
+    pod.destroy();
+    return;
+  }
+  if (protocol === 'h2') {
+    inner.unshift(head);
+    serveH2(inner, pod, gate, opts.log);
+    return;
+  }
+  if (protocol === 'h1') {
+    if ((await serveH1(inner, pod, gate, head)) === 'switched') await relay(inner, pod);
+    return;
+  }
+  if (!gate.decide().allowed) {
+    // Refused before any byte reached the pod, as the L4 path refuses.
+    pod.destroy();
+    reset(inner);
+    return;
+  }
+  if (head.length > 0) pod.write(head);
+  await relay(inner, pod);
+}
