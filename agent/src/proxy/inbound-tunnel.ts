@@ -39,11 +39,12 @@ export function inboundTunnel(inbound: Inbound, flows: FlowTable): (t: HboneTunn
       return { status: r.status, reason: r.reason };
     }
     const { stream, podSocket } = r;
-    const row = flow;
+    // Long connections show progress in metrics before they close.
+    flow.live = () => ({ sent: podSocket.bytesWritten, received: podSocket.bytesRead });
     stream.once('close', () => {
-      row.bytesSent = podSocket.bytesWritten;
-      row.bytesReceived = podSocket.bytesRead;
-      flows.close(row);
+      flow.bytesSent = podSocket.bytesWritten;
+      flow.bytesReceived = podSocket.bytesRead;
+      flows.close(flow);
     });
     return { stream };
   };
