@@ -5,7 +5,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
 import type { MeshIndex } from '../state/mesh-index.js';
-import { indexFromYaml, memoryLogger } from '../testing/mesh.js';
+import { indexFromYaml, memoryLogger, nodeAndShop } from '../testing/mesh.js';
 import { Inbound } from './inbound.js';
 import { relay } from './relay.js';
 import type { AuthzDecision } from '../policy/index.js';
@@ -16,14 +16,7 @@ import type { AuthzDecision } from '../policy/index.js';
 const CLIENT = 'cluster.local/ns/shop/sa/client';
 const POD_DATE = 'Thu, 01 Jan 1970 00:00:00 GMT';
 const topology = `
-apiVersion: v1
-kind: Node
-metadata: { name: n1 }
-status: { addresses: [{ type: InternalIP, address: 127.0.0.1 }] }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }
+${nodeAndShop('n1', '127.0.0.1')}
 ---
 apiVersion: v1
 kind: Pod

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { RoundRobin } from '../balance/round-robin.js';
 import { FlowTable } from '../telemetry/flow-table.js';
-import { indexFromYaml, memoryLogger } from '../testing/mesh.js';
+import { indexFromYaml, memoryLogger, nodeAndShop } from '../testing/mesh.js';
 import { Inbound } from './inbound.js';
 import { OutboundProxy, type Origin, type TunnelRequest } from './outbound.js';
 
@@ -15,14 +15,7 @@ kind: Node
 metadata: { name: n1 }
 status: { addresses: [{ type: InternalIP, address: 127.0.0.1 }] }
 ---
-apiVersion: v1
-kind: Node
-metadata: { name: n2 }
-status: { addresses: [{ type: InternalIP, address: 127.0.0.1 }] }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }
+${nodeAndShop('n2', '127.0.0.1')}
 ---
 apiVersion: v1
 kind: Pod

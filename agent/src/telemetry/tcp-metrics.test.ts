@@ -1,20 +1,13 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
-import { indexFromYaml } from '../testing/mesh.js';
+import { indexFromYaml, nodeAndShop } from '../testing/mesh.js';
 import { workloadOf } from './peers.js';
 import type { ProxyFlow } from './flow-table.js';
 import { TcpMetrics } from './tcp-metrics.js';
 
 const index = indexFromYaml(
-  `apiVersion: v1
-kind: Node
-metadata: { name: n1 }
-status: { addresses: [{ type: InternalIP, address: 10.77.0.1 }] }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }
+  `${nodeAndShop('n1', '10.77.0.1')}
 ---
 apiVersion: v1
 kind: Pod

@@ -6,6 +6,16 @@ import { applyConfig } from '../control/apply.js';
 import { parseConfig } from '../control/config-docs.js';
 import { MeshIndex } from '../state/mesh-index.js';
 
+/** YAML for a Node with its InternalIP and the enrolled namespace "shop" most tests use. */
+export const nodeAndShop = (node: string, ip: string): string => `apiVersion: v1
+kind: Node
+metadata: { name: ${node} }
+status: { addresses: [{ type: InternalIP, address: ${ip} }] }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }`;
+
 /** Builds the node's index from YAML; every pod cgroup "exists" and has id = its position + 1. */
 export function indexFromYaml(yaml: string, node: string): MeshIndex {
   const state = applyConfig(null, parseConfig(yaml, 'test.yaml'), { node, cgroupExists: () => true });
