@@ -192,6 +192,8 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
         rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }], to: [{ operation: { ports: ['9000'] } }] }],
       }),
     ]);
+    // PERMISSIVE, but plaintext could not be authorized: the kernel keeps it out (fail closed).
+    assert.notEqual((await curl({ pod: 'outsider' }, `http://${tb.podIP('web-2')}:8080/`)).code, 0, 'plaintext bypassed the policy');
     const denied = await tcpClient('client', '10.96.0.12', 7000, 100);
     assert.ok(denied.error === 'ECONNRESET' || denied.error === 'EPIPE', JSON.stringify(denied));
     assert.equal(denied.received, 0);

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { CertManager } from './identity/cert-manager.js';
 import { formatSpiffeId } from './identity/spiffe.js';
-import { mtlsMode } from './policy/index.js';
+import { applicablePolicies, mtlsMode } from './policy/index.js';
 import type { PodMtls, Redirect } from './redirect/index.js';
 import type { MeshIndex } from './state/mesh-index.js';
 import type { MeshPod } from './state/model.js';
@@ -38,16 +38,25 @@ export function applyState(
 export const workloadIdentity = (pod: MeshPod, trustDomain: string): string =>
   formatSpiffeId({ trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount });
 
-/** Each local pod's default mode, plus the ports whose mode differs (portLevelMtls). */
+/**
+ * Each local pod's default mode, plus the ports whose mode differs (portLevelMtls).
+ * Plaintext that PERMISSIVE lets in goes straight to the pod, past the proxy, so no
+ * AuthorizationPolicy could be evaluated for it: a pod that has an ALLOW or DENY policy is
+ * held to proxy-only in the kernel whatever its mode says, rather than failing open.
+ */
 function mtlsMaps(index: MeshIndex): Map<string, PodMtls> {
   const { state } = index;
   const levelPorts = new Set<number>();
   for (const pa of state.peerAuthentications.values()) for (const p of pa.portLevelMtls) levelPorts.add(p.port);
   const out = new Map<string, PodMtls>();
   for (const { pod } of index.localPods.values()) {
+    const ports = new Map<number, boolean>();
+    if (applicablePolicies(state, pod).some((p) => p.action !== 'AUDIT')) {
+      out.set(pod.podIP as string, { strict: true, ports });
+      continue;
+    }
     // Port 0 is never a portLevelMtls key, so it yields the pod-wide mode.
     const strict = mtlsMode(state, pod, 0) === 'STRICT';
-    const ports = new Map<number, boolean>();
     for (const port of levelPorts) {
       const portStrict = mtlsMode(state, pod, port) === 'STRICT';
       if (portStrict !== strict) ports.set(port, portStrict);
