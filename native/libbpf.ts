@@ -31,6 +31,13 @@ function bind(so: koffi.IKoffiLib) {
     programPin: so.func('int bpf_program__pin(bpf_program *prog, const char *path)'),
     attachCgroup: so.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
     linkOpen: so.func('bpf_link *bpf_link__open(const char *path)'),
+    linkUpdateProgram: so.func('int bpf_link__update_program(bpf_link *link, bpf_program *prog)'),
+    objGet: so.func('int bpf_obj_get(const char *pathname)'),
+    mapType: so.func('int bpf_map__type(bpf_map *map)'),
+    mapKeySize: so.func('uint32_t bpf_map__key_size(bpf_map *map)'),
+    mapValueSize: so.func('uint32_t bpf_map__value_size(bpf_map *map)'),
+    mapMaxEntries: so.func('uint32_t bpf_map__max_entries(bpf_map *map)'),
+    mapFlags: so.func('uint32_t bpf_map__map_flags(bpf_map *map)'),
     linkPin: so.func('int bpf_link__pin(bpf_link *link, const char *path)'),
     linkFd: so.func('int bpf_link__fd(bpf_link *link)'),
     linkDetach: so.func('int bpf_link__detach(bpf_link *link)'),
@@ -103,6 +110,18 @@ export class BpfObject {
     check(lib().mapSetPinPath(map, pin), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_map__set_pin_path', `${name}, ${pin}`, e));
   }
 
+  /** Before load: the map's definition as this object would create it. */
+  mapDef(name: string): MapDef {
+    const map = this.#map(name);
+    return {
+      type: lib().mapType(map) as number,
+      keySize: lib().mapKeySize(map) as number,
+      valueSize: lib().mapValueSize(map) as number,
+      maxEntries: lib().mapMaxEntries(map) as number,
+      flags: lib().mapFlags(map) as number,
+    };
+  }
+
   load(): void {
     check(lib().objectLoad(this.#obj), (e) => nativeError('NM_ERR_BPF_LOAD', 'bpf_object__load', this.path, e));
   }
@@ -142,6 +161,11 @@ export class BpfProgram {
     this.#prog = prog;
   }
 
+  /** The libbpf handle, for BpfLink.updateProgram. */
+  get ptr(): Ptr {
+    return this.#prog;
+  }
+
   get fd(): number {
     return check(lib().programFd(this.#prog), (e) => nativeError('NM_ERR_BPF_LOAD', 'bpf_program__fd', this.name, e));
   }
@@ -174,6 +198,17 @@ export class BpfLink {
     } finally {
       link.destroy();
     }
+  }
+
+  /** Opens a pinned link (the link keeps its attachment; destroy() only closes the fd). */
+  static openPinned(path: string): BpfLink {
+    return new BpfLink(must(lib().linkOpen(path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_link__open', path, e)));
+  }
+
+  /** Atomically swaps the program the link runs (BPF_LINK_UPDATE): no moment without one. */
+  updateProgram(program: BpfProgram): void {
+    check(lib().linkUpdateProgram(this.#link, program.ptr), (e) =>
+      nativeError('NM_ERR_BPF_ATTACH', 'bpf_link__update_program', program.name, e));
   }
 
   get fd(): number {
@@ -244,7 +279,13 @@ export class MapHandle {
   }
 }
 
-export interface MapInfo { type: number; id: number; keySize: number; valueSize: number; maxEntries: number; name: string }
+export interface MapInfo { type: number; id: number; keySize: number; valueSize: number; maxEntries: number; flags: number; name: string }
+export interface MapDef { type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }
+
+/** Opens a pinned object (map, program or link) and returns its fd; the caller closes it. */
+export function objGet(path: string): number {
+  return check(lib().objGet(path), (e) => nativeError('NM_ERR_BPF_PIN', 'bpf_obj_get', path, e));
+}
 export interface LinkInfo { type: number; id: number; progId: number; cgroupId: bigint; attachType: number }
 
 // Offsets in struct bpf_map_info / bpf_link_info (linux/bpf.h); the kernel
@@ -267,6 +308,7 @@ export function mapInfo(fd: number): MapInfo {
     keySize: b.readUInt32LE(8),
     valueSize: b.readUInt32LE(12),
     maxEntries: b.readUInt32LE(16),
+    flags: b.readUInt32LE(20),
     name: cString(b.subarray(24, 40)),
   };
 }

@@ -144,7 +144,8 @@ let nonMesh: Awaited<ReturnType<typeof listen>>;
 before(async () => {
   if (notRoot) return;
   for (const dir of [root, pod, container, other]) fs.mkdirSync(dir);
-  proxy = await listen('127.0.0.1', (s) => (redirect as Redirect).lookupOrigin(s.remoteAddress as string, s.remotePort as number));
+  // Tolerates the restart test's moment without a Redirect (connections queued meanwhile).
+  proxy = await listen('127.0.0.1', (s) => redirect?.lookupOrigin(s.remoteAddress as string, s.remotePort as number) ?? null);
   mesh = await listen('127.0.0.42');
   nonMesh = await listen('127.0.0.42');
   redirect = await Redirect.open({ bpffsDir, cgroupRoot: root, log });
@@ -317,6 +318,120 @@ describe('PeerAuthentication STRICT in the kernel', { skip: notRoot }, () => {
     assert.equal(count('nm_pod_mtls'), 0);
     assert.equal(count('nm_port_mtls'), 0);
   });
+});
+
+/** The kernel's cgroup links on `cgroup`: attach type -> link id and program id. */
+function cgroupLinks(cgroup: string): Record<string, { id: number; prog: number }> {
+  const id = Number(cgroupId(cgroup));
+  const all: Array<{ id: number; prog_id: number; type: string; cgroup_id?: number; attach_type?: string }> = JSON.parse(
+    execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' }),
+  );
+  return Object.fromEntries(all.filter((l) => l.type === 'cgroup' && l.cgroup_id === id).map((l) => [l.attach_type, { id: l.id, prog: l.prog_id }]));
+}
+
+test('a restart keeps every connection captured: links are updated in place and the maps keep their content', { skip: notRoot }, async () => {
+  // Nobody listens on 127.0.0.42:<dead>: a connection the capture misses is refused.
+  const dead = await listen('127.0.0.42');
+  const deadPort = dead.port;
+  await new Promise((r) => dead.server.close(r));
+  (redirect as Redirect).setDests([
+    { ip: '127.0.0.42', port: mesh.port, kind: 'service' },
+    { ip: '127.0.0.42', port: deadPort, kind: 'service' },
+  ]);
+  const linksBefore = cgroupLinks(root);
+  assert.equal(Object.keys(linksBefore).length, 3);
+
+  // Connects in a tight loop until stdin closes, at most 20 s or 200000 connections.
+  const script = `
+    const net = require('net');
+    const r = { ok: 0, failed: 0, errors: {}, first: 0, last: 0 };
+    let stop = false;
+    process.stdin.on('end', () => (stop = true)).resume();
+    const deadline = Date.now() + 20000;
+    const once = () => new Promise((resolve) => {
+      const s = net.connect(+process.env.PORT, '127.0.0.42', () => { r.ok++; s.destroy(); resolve(); });
+      s.on('error', (e) => { r.failed++; r.errors[e.code] = (r.errors[e.code] || 0) + 1; resolve(); });
+    });
+    (async () => {
+      r.first = Date.now();
+      while (!stop && Date.now() < deadline && r.ok + r.failed < 200000) {
+        await once();
+        if (r.ok + r.failed === 1) console.log('ready');
+      }
+      r.last = Date.now();
+      console.log(JSON.stringify(r));
+      process.exit(0);
+    })();`;
+  const child = spawn('sh', ['-c', 'echo $$ > "$CG/cgroup.procs" && exec "$NODE" -e "$SCRIPT"'], {
+    env: { CG: container, NODE: process.execPath, SCRIPT: script, PORT: String(deadPort) },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  try {
+    await eventually('the client loop', () => (out.includes('ready') ? true : undefined));
+    await new Promise((r) => setTimeout(r, 100));
+    const restartStart = Date.now();
+    const old = redirect as Redirect;
+    redirect = undefined;
+    old.close();
+    redirect = await Redirect.open({ bpffsDir, cgroupRoot: root, log });
+    const restartEnd = Date.now();
+    await new Promise((r) => setTimeout(r, 100));
+    child.stdin.end();
+    await exited;
+    const r = JSON.parse(out.trim().split('\n').pop() as string);
+    assert.equal(r.failed, 0, `connections that went around the proxy: ${JSON.stringify(r.errors)} of ${r.ok + r.failed}`);
+    assert.ok(r.ok > 10, `only ${r.ok} connections`);
+    assert.ok(r.first < restartStart && r.last > restartEnd, 'the loop covered the whole restart');
+  } finally {
+    clearTimeout(killer);
+    child.kill('SIGKILL');
+  }
+
+  const linksAfter = cgroupLinks(root);
+  assert.deepEqual(Object.keys(linksAfter).sort(), Object.keys(linksBefore).sort());
+  for (const [type, l] of Object.entries(linksBefore)) {
+    assert.equal(linksAfter[type]?.id, l.id, `${type}: the same link`);
+    assert.notEqual(linksAfter[type]?.prog, l.prog, `${type}: runs the newly loaded program`);
+  }
+  assert.equal(attached(root).length, 3, 'nothing stacked');
+  const s = (redirect as Redirect).status();
+  assert.deepEqual(s.programs.map((p) => p.id).sort(), Object.values(linksAfter).map((l) => l.prog).sort());
+  const maps = Object.fromEntries(s.maps.map((m) => [m.name, m.entries]));
+  assert.equal(maps.nm_pods, 1, 'nm_pods survived');
+  assert.equal(maps.nm_dests, 2, 'nm_dests survived');
+  // nm_config survived too: without a setProxy since the restart, a mesh connection still reaches the proxy.
+  assert.equal(await connectFrom(container, '127.0.0.42', mesh.port), 'ok');
+  assert.equal(proxy.accepted.at(-1)?.origin?.dstPort, mesh.port, 'the proxy accepted it (and found its origin)');
+  assert.equal(mesh.accepted.length, 1, 'still only the unenrolled client of the earlier test');
+  (redirect as Redirect).setDests([{ ip: '127.0.0.42', port: mesh.port, kind: 'service' }]);
+});
+
+test('pins that no longer match the maps are recreated, with a warning', { skip: notRoot }, async () => {
+  (redirect as Redirect).close();
+  redirect = undefined;
+  // A previous ABI: nm_pods with another max_entries.
+  const pin = path.join(bpffsDir, 'maps', 'nm_pods');
+  fs.rmSync(pin);
+  execFileSync('bpftool', ['map', 'create', pin, 'type', 'hash', 'key', '8', 'value', '8', 'entries', '16', 'name', 'nm_pods']);
+  const warnings: string[] = [];
+  const warnLog = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const linksBefore = cgroupLinks(root);
+  redirect = await Redirect.open({ bpffsDir, cgroupRoot: root, log: warnLog });
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0] as string, /map nm_pods changed: pinned/);
+  const maps = Object.fromEntries(redirect.status().maps.map((m) => [m.name, m]));
+  assert.deepEqual(maps.nm_pods, { name: 'nm_pods', entries: 0, maxEntries: 16384 });
+  assert.equal(attached(root).length, 3, 'nothing stacked');
+  const linksAfter = cgroupLinks(root);
+  assert.notEqual(linksAfter.cgroup_inet4_connect?.id, linksBefore.cgroup_inet4_connect?.id, 'new links');
+  redirect.setProxy('127.0.0.1', proxy.port);
+  redirect.setPods(new Map([[cgroupId(pod), { podIP: '10.244.0.9' }]]));
+  redirect.setDests([{ ip: '127.0.0.42', port: mesh.port, kind: 'service' }]);
 });
 
 test('a restart replaces the attachments instead of stacking them; cleanup removes everything', { skip: notRoot }, async () => {

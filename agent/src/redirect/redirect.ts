@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { NodemeshError } from '../errors.js';
-import { BpfLink, BpfObject, MapHandle, linkInfo, mapInfo } from '../../../native/libbpf.js';
+import { BpfLink, BpfObject, BpfProgram, MapHandle, linkInfo, mapInfo, objGet } from '../../../native/libbpf.js';
 import {
   FLOW_OPEN,
   LAYOUT,
@@ -32,6 +32,7 @@ import {
 } from './abi.js';
 import { CONNECT4_OBJECT, INGRESS_OBJECT, SOCKOPS_OBJECT, defaultObjDir } from './objects.js';
 import { PinLayout, ensureBpffs } from './pins.js';
+import { cgroupId } from './prerequisites.js';
 
 export interface RedirectOptions {
   /** Pin directory on bpffs, e.g. /sys/fs/bpf/nodemesh/<node>. */
@@ -92,14 +93,16 @@ export interface RedirectStatus {
 interface Attachment {
   name: string;
   attachType: string;
+  /** enum bpf_attach_type, as bpf_link_info reports it. */
+  kernelAttachType: number;
   program: string;
   object: string;
 }
 
 const ATTACHMENTS: readonly Attachment[] = [
-  { name: 'connect4', attachType: 'cgroup/connect4', program: 'nm_connect4', object: CONNECT4_OBJECT },
-  { name: 'sockops', attachType: 'sockops', program: 'nm_sockops', object: SOCKOPS_OBJECT },
-  { name: 'ingress', attachType: 'cgroup_skb/ingress', program: 'nm_ingress', object: INGRESS_OBJECT },
+  { name: 'connect4', attachType: 'cgroup/connect4', kernelAttachType: 10, program: 'nm_connect4', object: CONNECT4_OBJECT },
+  { name: 'sockops', attachType: 'sockops', kernelAttachType: 3, program: 'nm_sockops', object: SOCKOPS_OBJECT },
+  { name: 'ingress', attachType: 'cgroup_skb/ingress', kernelAttachType: 0, program: 'nm_ingress', object: INGRESS_OBJECT },
 ];
 
 const KEY_SIZE: Readonly<Record<MapName, number>> = {
@@ -139,15 +142,43 @@ export class Redirect {
     this.#maps = Object.fromEntries(MAP_NAMES.map((n) => [n, new MapHandle(n, owner.mapFd(n))])) as Record<MapName, MapHandle>;
   }
 
+  /**
+   * Loads the programs and attaches them to `cgroupRoot`. When a previous run left
+   * compatible pins (same map definitions, links on the same cgroup), the new programs load
+   * onto the pinned maps (their content survives) and replace the old ones on the pinned
+   * links atomically, so enrolled pods stay captured and STRICT stays enforced throughout.
+   * Otherwise the pins are removed and everything is created afresh.
+   */
   static async open(opts: RedirectOptions): Promise<Redirect> {
     const pins = new PinLayout(opts.bpffsDir);
     ensureBpffs(opts.bpffsDir);
+    const objDir = opts.objDir ?? defaultObjDir();
+
+    if (fs.existsSync(opts.bpffsDir)) {
+      const objects = openObjects(objDir);
+      const previous = reusablePins(pins, objects, opts.cgroupRoot);
+      if (typeof previous === 'string') {
+        for (const obj of objects) obj.close();
+        opts.log.warn({ pinDir: opts.bpffsDir, reason: previous }, 'previous eBPF pins not reusable: detaching and recreating them (pods are not captured for a moment)');
+      } else {
+        try {
+          const redirect = Redirect.#replace(pins, opts, objects, previous);
+          opts.log.info({ cgroupRoot: opts.cgroupRoot, pinDir: opts.bpffsDir, objDir }, 'eBPF capture replaced in place (pinned maps and links reused)');
+          return redirect;
+        } catch (err) {
+          // The previous programs stay attached: pods remain captured by the old version.
+          for (const link of previous.values()) link.destroy();
+          for (const obj of objects) obj.close();
+          throw err;
+        }
+      }
+    }
+
     // A previous run's links stay attached on purpose; replace them rather than stack a
     // second set of programs on the same cgroup.
     pins.removeAll();
     pins.create();
 
-    const objDir = opts.objDir ?? defaultObjDir();
     const objects: BpfObject[] = [];
     const links = new Map<Attachment, BpfLink>();
     const cgroupFd = openCgroup(opts.cgroupRoot);
@@ -174,6 +205,24 @@ export class Redirect {
     const redirect = new Redirect(pins, opts.cgroupRoot, objects, links, opts.log);
     opts.log.info({ cgroupRoot: opts.cgroupRoot, pinDir: opts.bpffsDir, objDir }, 'eBPF capture attached');
     return redirect;
+  }
+
+  /** Loads `objects` onto the pinned maps and swaps each pinned link's program for the new one. */
+  static #replace(pins: PinLayout, opts: RedirectOptions, objects: BpfObject[], links: Map<Attachment, BpfLink>): Redirect {
+    const programs = ATTACHMENTS.map((a, i) => {
+      const obj = objects[i] as BpfObject;
+      // libbpf reuses a map whose pin exists and matches the definition (checked above).
+      for (const name of MAP_NAMES) obj.setMapPinPath(name, pins.map(name));
+      obj.load();
+      return obj.program(a.program);
+    });
+    ATTACHMENTS.forEach((a, i) => {
+      const program = programs[i] as BpfProgram;
+      (links.get(a) as BpfLink).updateProgram(program);
+      fs.rmSync(pins.program(a.name), { force: true });
+      program.pin(pins.program(a.name));
+    });
+    return new Redirect(pins, opts.cgroupRoot, objects, links, opts.log);
   }
 
   /** Detaches and unpins everything a run left under `bpffsDir`; idempotent. */
@@ -333,6 +382,61 @@ export class Redirect {
     for (const [key, value] of writes) map.update(key, value);
     if (stale.length > 0 || writes.length > 0) this.#log.debug({ map: name, removed: stale.length, written: writes.length }, 'capture map updated');
   }
+}
+
+/** enum bpf_link_type: BPF_LINK_TYPE_CGROUP. */
+const BPF_LINK_TYPE_CGROUP = 3;
+
+function openObjects(objDir: string): BpfObject[] {
+  const objects: BpfObject[] = [];
+  try {
+    for (const a of ATTACHMENTS) objects.push(BpfObject.open(path.join(objDir, a.object)));
+  } catch (err) {
+    for (const obj of objects) obj.close();
+    throw err;
+  }
+  return objects;
+}
+
+/**
+ * The previous run's pinned links, opened, when its pins can be taken over as they are:
+ * every map pinned with the definition the new objects carry and every link pinned and
+ * attached to `cgroupRoot` with the right attach type. Otherwise why not.
+ */
+function reusablePins(pins: PinLayout, objects: BpfObject[], cgroupRoot: string): Map<Attachment, BpfLink> | string {
+  for (const name of MAP_NAMES) {
+    const pin = pins.map(name);
+    if (!fs.existsSync(pin)) return `map ${name} is not pinned`;
+    const fd = objGet(pin);
+    let have;
+    try {
+      have = mapInfo(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    for (const obj of objects) {
+      const want = obj.mapDef(name);
+      for (const field of ['type', 'keySize', 'valueSize', 'maxEntries', 'flags'] as const) {
+        if (have[field] !== want[field]) return `map ${name} changed: pinned ${field} ${have[field]}, ${path.basename(obj.path)} wants ${want[field]}`;
+      }
+    }
+  }
+  const links = new Map<Attachment, BpfLink>();
+  const fail = (why: string) => {
+    for (const link of links.values()) link.destroy();
+    return why;
+  };
+  const cgroup = cgroupId(cgroupRoot);
+  for (const a of ATTACHMENTS) {
+    const pin = pins.link(a.name);
+    if (!fs.existsSync(pin)) return fail(`link ${a.name} is not pinned`);
+    const link = BpfLink.openPinned(pin);
+    links.set(a, link);
+    const info = linkInfo(link.fd);
+    if (info.type !== BPF_LINK_TYPE_CGROUP || info.attachType !== a.kernelAttachType) return fail(`link ${a.name} is not a ${a.attachType} cgroup link`);
+    if (info.cgroupId !== cgroup) return fail(`link ${a.name} is attached to another cgroup (id ${info.cgroupId}, or detached) than ${cgroupRoot}`);
+  }
+  return links;
 }
 
 function openCgroup(dir: string): number {
