@@ -108,8 +108,7 @@ async function main(): Promise<void> {
   // Stopping alone would leave the pods captured (and refused): direct rounds need no capture at all.
   const removeAgents = async () => {
     for (const agent of agents) {
-      await agent.stop();
-      await agent.cli(['agent', '--cleanup', '--bpffs', agent.bpffs]);
+      await agent.remove();
     }
   };
   try {

@@ -49,8 +49,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const agent of agents) {
-      await agent.stop();
-      await agent.cli(['agent', '--cleanup', '--bpffs', agent.bpffs]);
+      await agent.remove();
     }
     await tb.destroy();
     rmSync(dir, { recursive: true, force: true });

@@ -83,8 +83,7 @@ describe('eBPF capture and the L4 node proxy', { skip: isRoot ? false : 'needs r
   after(async () => {
     try {
       for (const agent of agents) {
-        await agent.stop();
-        await agent.cli(['agent', '--cleanup', '--bpffs', agent.bpffs]);
+        await agent.remove();
       }
     } finally {
       await tb?.destroy();

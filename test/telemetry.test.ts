@@ -106,8 +106,7 @@ describe('telemetry: Istio metrics, access log and the CLI views', { skip: isRoo
   after(async () => {
     try {
       for (const a of agents.values()) {
-        await a.stop();
-        await a.cli(['agent', '--cleanup', '--bpffs', a.bpffs]);
+        await a.remove();
       }
     } finally {
       await tb?.destroy();

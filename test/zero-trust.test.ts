@@ -90,8 +90,7 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
   after(async () => {
     try {
       for (const a of agents.values()) {
-        await a.stop();
-        await a.cli(['agent', '--cleanup', '--bpffs', a.bpffs]);
+        await a.remove();
       }
     } finally {
       await tb?.destroy();

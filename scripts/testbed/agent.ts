@@ -75,6 +75,12 @@ export class AgentProcess {
     return child.exitCode;
   }
 
+  /** Stops the agent and removes what it pinned and attached (`nodemesh agent --cleanup`). */
+  async remove(): Promise<void> {
+    await this.stop();
+    await this.cli(['agent', '--cleanup', '--bpffs', this.bpffs]);
+  }
+
   /** Runs `nodemesh <args>` in this node's network namespace. */
   async cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     return this.#tb.exec({ node: this.node }, [process.execPath, CLI, ...args]);
