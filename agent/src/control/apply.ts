@@ -31,6 +31,11 @@ export function applyConfig(
     services: new Map(),
     authorizationPolicies: new Map(),
     peerAuthentications: new Map(),
+    httpRoutes: new Map(),
+    grpcRoutes: new Map(),
+    destinationRules: new Map(),
+    faultInjections: new Map(),
+    localRateLimits: new Map(),
   };
   const rejections: Rejection[] = [];
   const seen = new Map<string, string>();

@@ -4,6 +4,10 @@
 import {
   objectKey,
   type MeshAuthorizationPolicy,
+  type MeshDestinationRule,
+  type MeshFaultInjection,
+  type MeshLocalRateLimit,
+  type MeshRoute,
   type MeshNamespace,
   type MeshNode,
   type MeshPeerAuthentication,
@@ -20,6 +24,11 @@ export interface Collections {
   services: MeshService;
   authorizationPolicies: MeshAuthorizationPolicy;
   peerAuthentications: MeshPeerAuthentication;
+  httpRoutes: MeshRoute;
+  grpcRoutes: MeshRoute;
+  destinationRules: MeshDestinationRule;
+  faultInjections: MeshFaultInjection;
+  localRateLimits: MeshLocalRateLimit;
 }
 export type CollectionName = keyof Collections;
 

@@ -23,6 +23,11 @@ const state = (pods: MeshPod[]): MeshState => ({
   services: new Map(),
   authorizationPolicies: new Map(),
   peerAuthentications: new Map(),
+  httpRoutes: new Map(),
+  grpcRoutes: new Map(),
+  destinationRules: new Map(),
+  faultInjections: new Map(),
+  localRateLimits: new Map(),
   rejections: [],
 });
 

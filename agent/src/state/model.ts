@@ -134,6 +134,176 @@ export interface MeshPeerAuthentication {
   portLevelMtls: ReadonlyArray<{ port: number; mode: MtlsMode }>;
 }
 
+// ---- L7 traffic: Gateway API routes (GAMMA), Istio DestinationRule, nodemesh.io policies ----
+
+/** Gateway API path match; validation fills the default PathPrefix "/" of an HTTPRoute match. */
+export interface PathMatch {
+  type: 'Exact' | 'PathPrefix' | 'RegularExpression';
+  value: string;
+}
+
+/** Header or query parameter match. Header names are lower-cased; query names keep their case. */
+export interface ValueMatch {
+  type: 'Exact' | 'RegularExpression';
+  name: string;
+  value: string;
+}
+
+export interface RouteMatch {
+  /** HTTPRoute only (a GRPCRoute method match is `grpc`). */
+  path?: PathMatch;
+  /** HTTP method, upper case. */
+  method?: string;
+  headers: readonly ValueMatch[];
+  queryParams: readonly ValueMatch[];
+  /** GRPCRoute method match: at least one of service, method. */
+  grpc?: { type: 'Exact' | 'RegularExpression'; service?: string; method?: string };
+}
+
+export interface HeaderModifier {
+  /** Names lower-cased. */
+  set: ReadonlyArray<{ name: string; value: string }>;
+  add: ReadonlyArray<{ name: string; value: string }>;
+  remove: readonly string[];
+}
+
+export type PathModifier = { type: 'ReplaceFullPath'; value: string } | { type: 'ReplacePrefixMatch'; value: string };
+
+/** A Service a route sends to (kind Service, core group). */
+export interface BackendRef {
+  namespace: string;
+  name: string;
+  /** Required by Gateway API for Service backends; validation enforces it. */
+  port: number;
+  /** Relative weight; 0 never receives traffic. Default 1. */
+  weight: number;
+  /** Filters that apply only when this backend is chosen. */
+  filters: readonly RouteFilter[];
+}
+
+export type RouteFilter =
+  | { type: 'RequestHeaderModifier'; modifier: HeaderModifier }
+  | { type: 'ResponseHeaderModifier'; modifier: HeaderModifier }
+  | {
+      type: 'RequestRedirect';
+      scheme?: 'http' | 'https';
+      hostname?: string;
+      path?: PathModifier;
+      port?: number;
+      /** 301 (default), 302, 303, 307, 308 */
+      statusCode: number;
+    }
+  | { type: 'URLRewrite'; hostname?: string; path?: PathModifier }
+  /** Fire and forget: the copy's response is discarded. percent defaults to 100. */
+  | { type: 'RequestMirror'; backend: Omit<BackendRef, 'weight' | 'filters'>; percent: number };
+
+export interface RouteRule {
+  name?: string;
+  /** Never empty: validation supplies the kind's default match. */
+  matches: readonly RouteMatch[];
+  filters: readonly RouteFilter[];
+  /** Empty: the request is answered 500 (no backend). */
+  backendRefs: readonly BackendRef[];
+  /** Gateway API timeouts; absent or 0 means no timeout. */
+  timeouts?: { requestMs?: number; backendRequestMs?: number };
+  /** Gateway API HTTPRoute retry (GEP-1731). */
+  retry?: { codes: readonly number[]; attempts?: number; backoffMs?: number };
+}
+
+/** A parent of kind Service (GAMMA); port absent attaches to every port of the Service. */
+export interface RouteParentRef {
+  namespace: string;
+  name: string;
+  port?: number;
+}
+
+/** gateway.networking.k8s.io HTTPRoute or GRPCRoute. */
+export interface MeshRoute {
+  kind: 'HTTPRoute' | 'GRPCRoute';
+  namespace: string;
+  name: string;
+  /** metadata.creationTimestamp in ms; the older route wins a precedence tie. */
+  createdMs?: number;
+  parentRefs: readonly RouteParentRef[];
+  rules: readonly RouteRule[];
+}
+
+export type LoadBalancerSettings =
+  | { simple: 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' }
+  | { consistentHash: { httpHeaderName: string } | { useSourceIp: true } };
+
+export interface ConnectionPoolSettings {
+  /** Max connections to the whole destination (tcp.maxConnections). */
+  maxConnections?: number;
+  connectTimeoutMs?: number;
+  /** Requests waiting for a connection (http.http1MaxPendingRequests). */
+  http1MaxPendingRequests?: number;
+  /** Requests in flight to the destination (http.http2MaxRequests). */
+  http2MaxRequests?: number;
+  /** 1 disables keep-alive; absent is unlimited. */
+  maxRequestsPerConnection?: number;
+  /** Retries in flight to the destination (http.maxRetries). */
+  maxRetries?: number;
+  idleTimeoutMs?: number;
+}
+
+export interface OutlierDetectionSettings {
+  /** Default 5 when outlierDetection is set; 0 disables. */
+  consecutive5xxErrors: number;
+  /** 502, 503, 504 and connection failures; 0 (default) disables. */
+  consecutiveGatewayErrors: number;
+  /** Default 10 s. */
+  intervalMs: number;
+  /** Default 30 s; an endpoint's n-th ejection lasts n times this. */
+  baseEjectionTimeMs: number;
+  /** Default 10. */
+  maxEjectionPercent: number;
+}
+
+export interface TrafficPolicy {
+  loadBalancer?: LoadBalancerSettings;
+  connectionPool?: ConnectionPoolSettings;
+  outlierDetection?: OutlierDetectionSettings;
+}
+
+/** networking.istio.io DestinationRule, resolved to the Service its host names. */
+export interface MeshDestinationRule {
+  namespace: string;
+  name: string;
+  /** spec.host as written. */
+  host: string;
+  /** The Service the host resolves to ("<name>", "<name>.<ns>", "<name>.<ns>.svc.cluster.local"). */
+  service: { namespace: string; name: string };
+  trafficPolicy: TrafficPolicy;
+  /** spec.trafficPolicy.portLevelSettings: replaces the top-level settings on that Service port. */
+  portLevel: ReadonlyArray<{ port: number; policy: TrafficPolicy }>;
+}
+
+/** What a nodemesh.io policy attaches to, in its own namespace (Gateway API policy attachment). */
+export interface PolicyTargetRef {
+  kind: 'Service' | 'HTTPRoute' | 'GRPCRoute';
+  name: string;
+}
+
+/** nodemesh.io/v1alpha1 FaultInjection. */
+export interface MeshFaultInjection {
+  namespace: string;
+  name: string;
+  targetRefs: readonly PolicyTargetRef[];
+  /** percentage is 0..100. */
+  delay?: { fixedDelayMs: number; percentage: number };
+  /** Exactly one of httpStatus, grpcStatus (numeric gRPC code). */
+  abort?: { httpStatus?: number; grpcStatus?: number; percentage: number };
+}
+
+/** nodemesh.io/v1alpha1 LocalRateLimit: Envoy's token bucket, per node proxy. */
+export interface MeshLocalRateLimit {
+  namespace: string;
+  name: string;
+  targetRefs: readonly PolicyTargetRef[];
+  tokenBucket: { maxTokens: number; tokensPerFill: number; fillIntervalMs: number };
+}
+
 /** A resource refused by validation; its last good version (if any) stays in force. */
 export interface Rejection {
   /** e.g. "Service default/web" */
@@ -157,6 +327,16 @@ export interface MeshState {
   authorizationPolicies: ReadonlyMap<string, MeshAuthorizationPolicy>;
   /** key "namespace/name" */
   peerAuthentications: ReadonlyMap<string, MeshPeerAuthentication>;
+  /** key "namespace/name" */
+  httpRoutes: ReadonlyMap<string, MeshRoute>;
+  /** key "namespace/name" */
+  grpcRoutes: ReadonlyMap<string, MeshRoute>;
+  /** key "namespace/name" */
+  destinationRules: ReadonlyMap<string, MeshDestinationRule>;
+  /** key "namespace/name" */
+  faultInjections: ReadonlyMap<string, MeshFaultInjection>;
+  /** key "namespace/name" */
+  localRateLimits: ReadonlyMap<string, MeshLocalRateLimit>;
   /** Rejections of the last update (empty when everything was accepted). */
   rejections: readonly Rejection[];
 }
