@@ -96,6 +96,11 @@ export function configDump(view: MeshIndex, source: string) {
     services: [...state.services.values()],
     authorizationPolicies: [...state.authorizationPolicies.values()],
     peerAuthentications: [...state.peerAuthentications.values()],
+    httpRoutes: [...state.httpRoutes.values()],
+    grpcRoutes: [...state.grpcRoutes.values()],
+    destinationRules: [...state.destinationRules.values()],
+    faultInjections: [...state.faultInjections.values()],
+    localRateLimits: [...state.localRateLimits.values()],
     rejections: state.rejections,
   };
 }

@@ -27,6 +27,11 @@ export function configCommand(program: Command): void {
         ['Service', dump.services],
         ['AuthorizationPolicy', dump.authorizationPolicies],
         ['PeerAuthentication', dump.peerAuthentications],
+        ['HTTPRoute', dump.httpRoutes],
+        ['GRPCRoute', dump.grpcRoutes],
+        ['DestinationRule', dump.destinationRules],
+        ['FaultInjection', dump.faultInjections],
+        ['LocalRateLimit', dump.localRateLimits],
       ];
       const rows = kinds.flatMap(([kind, items]) => items.map((i) => [kind, i.namespace ?? '-', i.name]));
       const lines = [`version ${dump.version} from ${dump.source} (node ${dump.node})`, '', table(['KIND', 'NAMESPACE', 'NAME'], rows, painter(c))];

@@ -95,6 +95,46 @@ export function readArray(value: unknown, field: string, errors: FieldErrors): u
   return [];
 }
 
+/** Refuses keys of `obj` outside `known`; `unsupported` maps a known-but-refused key to its reason. */
+export function checkFields(
+  obj: Obj,
+  field: string,
+  known: readonly string[],
+  errors: FieldErrors,
+  unsupported: Readonly<Record<string, string>> = {},
+): void {
+  for (const key of Object.keys(obj)) {
+    const at = field ? `${field}.${key}` : key;
+    const reason = unsupported[key];
+    if (reason) errors.add(at, reason);
+    else if (!known.includes(key)) errors.add(at, `unknown field; accepted: ${known.join(', ')}`);
+  }
+}
+
+/** A list of at most `max` entries (the CRD's maxItems). */
+export function readList(value: unknown, field: string, errors: FieldErrors, max: number): unknown[] {
+  const list = readArray(value, field, errors);
+  if (list.length > max) errors.add(field, `must have at most ${max} entries, got ${list.length}`);
+  return list;
+}
+
+/** A string that must be present and non-empty. */
+export function readRequiredString(value: unknown, field: string, errors: FieldErrors): string | undefined {
+  if (value === undefined || value === null || value === '') {
+    errors.add(field, 'is required');
+    return undefined;
+  }
+  return readString(value, field, errors);
+}
+
+/** A whole number between `min` and `max`; undefined (and no error) when absent. */
+export function readInt(value: unknown, field: string, errors: FieldErrors, min: number, max: number): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) return value;
+  errors.add(field, `must be an integer between ${min} and ${max}, got ${show(value)}`);
+  return undefined;
+}
+
 export function readPort(value: unknown, field: string, errors: FieldErrors): number | undefined {
   if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65535) return value;
   errors.add(field, `must be an integer between 1 and 65535, got ${show(value)}`);

@@ -14,7 +14,7 @@ import {
   type MeshPod,
   type MeshService,
 } from '../state/model.js';
-import { FieldErrors, nameProblem, readObject, readString, readStringMap, type NameFormat, type Obj } from './fields.js';
+import { FieldErrors, nameProblem, readObject, readString, readStringMap, show, type NameFormat, type Obj } from './fields.js';
 
 /** The MeshState collection each kind fills, and the type of its entries. */
 export interface Collections {
@@ -45,6 +45,8 @@ export interface ObjectMeta {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   uid?: string;
+  /** metadata.creationTimestamp in ms since the epoch; the older resource wins precedence ties. */
+  createdMs?: number;
 }
 
 export interface KindValidator<C extends CollectionName = CollectionName> {
@@ -99,7 +101,20 @@ export function readMetadata(
   };
   const uid = readString(metadata.uid, 'metadata.uid', errors);
   if (uid) meta.uid = uid;
+  const created = readTimestamp(metadata.creationTimestamp, 'metadata.creationTimestamp', errors);
+  if (created !== undefined) meta.createdMs = created;
   if (!name) return { meta, identity: undefined };
   const key = kind.namespaced ? objectKey(namespace, name) : name;
   return { meta, identity: { label: `${kind.kind} ${key}`, key } };
+}
+
+// RFC 3339 as Kubernetes writes metav1.Time ("2024-05-01T10:00:00Z"), with optional fraction and offset.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+function readTimestamp(value: unknown, field: string, errors: FieldErrors): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const ms = typeof value === 'string' && RFC3339.test(value) ? Date.parse(value) : NaN;
+  if (!Number.isNaN(ms)) return ms;
+  errors.add(field, `must be an RFC 3339 time such as "2024-05-01T10:00:00Z", got ${show(value)}`);
+  return undefined;
 }

@@ -190,7 +190,7 @@ export type RouteFilter =
       hostname?: string;
       path?: PathModifier;
       port?: number;
-      /** 301 (default), 302, 303, 307, 308 */
+      /** 301, 302 (Gateway API's default), 303, 307, 308 */
       statusCode: number;
     }
   | { type: 'URLRewrite'; hostname?: string; path?: PathModifier }
@@ -270,6 +270,8 @@ export interface TrafficPolicy {
 export interface MeshDestinationRule {
   namespace: string;
   name: string;
+  /** metadata.creationTimestamp in ms; the oldest rule for a host wins within a namespace. */
+  createdMs?: number;
   /** spec.host as written. */
   host: string;
   /** The Service the host resolves to ("<name>", "<name>.<ns>", "<name>.<ns>.svc.cluster.local"). */

@@ -10,11 +10,10 @@ import type {
   AuthorizationSource,
   MeshAuthorizationPolicy,
 } from '../../state/model.js';
-import { FieldErrors, readArray, readObject, readString, show, type Obj } from '../fields.js';
+import { FieldErrors, checkFields, readArray, readObject, readString, show, type Obj } from '../fields.js';
 import type { KindValidator } from '../resource.js';
 import {
   SECURITY_API_VERSIONS,
-  checkFields,
   hostPatternProblem,
   ipBlockProblem,
   methodPatternProblem,

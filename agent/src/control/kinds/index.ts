@@ -2,10 +2,13 @@
 // validator module and one line here.
 import type { AnyKindValidator } from '../resource.js';
 import { authorizationPolicyKinds } from './authorization-policy.js';
+import { destinationRuleKinds } from './destination-rule.js';
 import { namespaceKind } from './namespace.js';
 import { nodeKind } from './node.js';
+import { nodemeshPolicyKinds } from './nodemesh-policies.js';
 import { peerAuthenticationKinds } from './peer-authentication.js';
 import { podKind } from './pod.js';
+import { routeKinds } from './routes.js';
 import { serviceKind } from './service.js';
 
 const KINDS: readonly AnyKindValidator[] = [
@@ -15,6 +18,9 @@ const KINDS: readonly AnyKindValidator[] = [
   serviceKind,
   ...authorizationPolicyKinds,
   ...peerAuthenticationKinds,
+  ...routeKinds,
+  ...destinationRuleKinds,
+  ...nodemeshPolicyKinds,
 ];
 
 const byType = new Map(KINDS.map((k) => [`${k.apiVersion} ${k.kind}`, k]));

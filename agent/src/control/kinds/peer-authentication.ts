@@ -2,9 +2,9 @@
 // (PERMISSIVE, DISABLE) or only mTLS (STRICT); resolved by policy/peer-authentication.ts.
 // Checks are Istio's ValidatePeerAuthentication, plus refusal of unknown fields.
 import type { MeshPeerAuthentication, MtlsMode } from '../../state/model.js';
-import { FieldErrors, readObject, show, type Obj } from '../fields.js';
+import { FieldErrors, checkFields, readObject, show, type Obj } from '../fields.js';
 import type { KindValidator } from '../resource.js';
-import { SECURITY_API_VERSIONS, checkFields, readSelector } from './security-fields.js';
+import { SECURITY_API_VERSIONS, readSelector } from './security-fields.js';
 
 const MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE', 'DISABLE', 'UNSET'];
 

@@ -1,29 +1,13 @@
 // Field checks shared by the security.istio.io kinds: Istio's value syntax (identities,
 // namespaces, CIDR ranges, ports as strings or numbers, `*` prefix/suffix/presence
-// matches), workload selectors, and refusal of fields nodemesh would otherwise ignore.
-// An ignored field in an authorization rule widens what the rule matches, so every field
-// must be known: a typo is refused rather than silently allowing more.
+// matches) and workload selectors. Fields are checked with checkFields: an ignored field
+// in an authorization rule widens what the rule matches, so a typo is refused rather than
+// silently allowing more.
 import { isIP } from 'node:net';
-import { FieldErrors, nameProblem, readObject, readStringMap, show, type Obj } from '../fields.js';
+import { FieldErrors, checkFields, nameProblem, readObject, readStringMap, show } from '../fields.js';
 
 /** Both API versions Istio serves for its security kinds. */
 export const SECURITY_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
-
-/** Refuses keys of `obj` outside `known`; `unsupported` maps a known-but-refused key to its reason. */
-export function checkFields(
-  obj: Obj,
-  field: string,
-  known: readonly string[],
-  errors: FieldErrors,
-  unsupported: Readonly<Record<string, string>> = {},
-): void {
-  for (const key of Object.keys(obj)) {
-    const at = field ? `${field}.${key}` : key;
-    const reason = unsupported[key];
-    if (reason) errors.add(at, reason);
-    else if (!known.includes(key)) errors.add(at, `unknown field; accepted: ${known.join(', ')}`);
-  }
-}
 
 /** spec.selector: `matchLabels` only; empty or absent selects the whole namespace (null). */
 export function readSelector(value: unknown, errors: FieldErrors): Record<string, string> | null {
