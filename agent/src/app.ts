@@ -17,6 +17,8 @@ import { HboneClient } from './proxy/hbone-client.js';
 import { HboneServer } from './proxy/hbone-server.js';
 import { Inbound } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
+import { UpstreamDialer } from './proxy/upstream-dial.js';
+import { L7Proxy } from './http/l7-proxy.js';
 import { inboundTunnel } from './proxy/inbound-tunnel.js';
 import { Redirect, cgroupId, checkPrerequisites } from './redirect/index.js';
 import { MeshIndex } from './state/mesh-index.js';
@@ -44,6 +46,8 @@ export interface AgentSettings {
   caDir: string;
   certLifetimeSeconds: number;
   connectTimeoutMs: number;
+  /** How long the outbound listener waits for a client's first bytes to detect HTTP. */
+  detectTimeoutMs: number;
   drainMs: number;
 }
 
@@ -147,27 +151,30 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     connectTimeoutMs: settings.connectTimeoutMs,
     log,
   });
-  const outbound = new OutboundProxy(
-    { connectTimeoutMs: settings.connectTimeoutMs, hbonePort: settings.hbonePort },
-    {
-      lookupOrigin: (ip, port) => redirect.lookupOrigin(ip, port),
-      index: view,
-      identityOf: (pod) => {
-        const spiffe = workloadIdentity(pod, settings.trustDomain);
-        return { spiffe, principal: principalOf(parseSpiffeId(spiffe)) };
-      },
-      inbound,
-      tunnels: {
-        // A pod that just appeared may still be waiting for its first certificate.
-        connect: async (req) => {
-          if (!certs.credentials(req.sourceIdentity)) await certs.ready(req.sourceIdentity, settings.connectTimeoutMs);
-          return hboneClient.connect(req);
-        },
-      },
-      balancer: new RoundRobin(),
-      flows,
-      log,
+  const dialer = new UpstreamDialer({
+    hbonePort: settings.hbonePort,
+    identityOf: (pod) => {
+      const spiffe = workloadIdentity(pod, settings.trustDomain);
+      return { spiffe, principal: principalOf(parseSpiffeId(spiffe)) };
     },
+    inbound,
+    tunnels: {
+      // A pod that just appeared may still be waiting for its first certificate.
+      connect: async (req) => {
+        if (!certs.credentials(req.sourceIdentity)) await certs.ready(req.sourceIdentity, settings.connectTimeoutMs);
+        return hboneClient.connect(req);
+      },
+    },
+  });
+  const l7 = new L7Proxy({ index: view, dialer, log });
+  const applyMaps = apply;
+  apply = (next) => {
+    applyMaps(next);
+    l7.retain(next);
+  };
+  const outbound = new OutboundProxy(
+    { detectTimeoutMs: settings.detectTimeoutMs },
+    { lookupOrigin: (ip, port) => redirect.lookupOrigin(ip, port), index: view, dialer, l7, balancer: new RoundRobin(), flows, log },
   );
   const admin = new AdminServer({
     '/ready': () => ({ ready: true }),
@@ -195,6 +202,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   const stop = async () => {
     source.stop();
     await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics.close()]);
+    l7.close();
     await Promise.all([hboneClient.close(), accessLog.flush()]);
     certs.stop();
     // Pins and attachments stay: enrolled pods remain captured (and refused) until the next

@@ -23,6 +23,7 @@ interface AgentFlags {
   trustDomain: string;
   caDir: string;
   certLifetime: string;
+  protocolDetectTimeout: string;
   cleanup?: boolean;
 }
 
@@ -42,6 +43,7 @@ export function agentCommand(program: Command): void {
     .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', DEFAULT_TRUST_DOMAIN)
     .option('--ca-dir <dir>', 'mesh CA root (ca-cert.pem, ca-key.pem): loaded, or created on first start; share it between nodes', '/var/lib/nodemesh/ca')
     .option('--cert-lifetime <seconds>', 'lifetime of workload certificates (renewed at half life)', '86400')
+    .option('--protocol-detect-timeout <ms>', 'a client silent this long after connecting is relayed as opaque TCP (server-first protocols)', '500')
     .option('--log-level <level>', LOG_LEVELS.join(' | '), 'info')
     .option('--cleanup', 'detach and unpin everything an earlier run left, then exit')
     .action(async (flags: AgentFlags) => {
@@ -80,6 +82,10 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
   if (!Number.isInteger(lifetime) || lifetime < 2 || lifetime > 365 * 86400) {
     throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--cert-lifetime must be whole seconds between 2 and 31536000, got "${flags.certLifetime}"`);
   }
+  const detect = Number(flags.protocolDetectTimeout);
+  if (!Number.isInteger(detect) || detect < 1 || detect > 60_000) {
+    throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--protocol-detect-timeout must be whole milliseconds between 1 and 60000, got "${flags.protocolDetectTimeout}"`);
+  }
   return Object.freeze({
     configPath: flags.config,
     node: flags.node,
@@ -95,6 +101,7 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     caDir: flags.caDir,
     certLifetimeSeconds: lifetime,
     connectTimeoutMs: 10_000,
+    detectTimeoutMs: detect,
     drainMs: 5_000,
   });
 }

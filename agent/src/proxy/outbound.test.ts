@@ -6,7 +6,8 @@ import { RoundRobin } from '../balance/round-robin.js';
 import { FlowTable } from '../telemetry/flow-table.js';
 import { indexFromYaml, memoryLogger, nodeAndShop } from '../testing/mesh.js';
 import { Inbound } from './inbound.js';
-import { OutboundProxy, type Origin, type TunnelRequest } from './outbound.js';
+import { OutboundProxy, type Origin } from './outbound.js';
+import { UpstreamDialer, type TunnelRequest } from './upstream-dial.js';
 
 // Loopback stands in for the pod network: pods 127.0.0.2 and 127.0.0.3, a VIP 10.96.0.10.
 const mesh = (backendPort: number) => `
@@ -92,10 +93,12 @@ describe('outbound proxy', () => {
     await once(backend, 'listening');
     const index = indexFromYaml(mesh((backend.address() as net.AddressInfo).port), 'n1');
     proxy = new OutboundProxy(
-      { connectTimeoutMs: 2000, hbonePort: 15008 },
+      { detectTimeoutMs: 200 },
       {
         lookupOrigin: (ip) => origins.get(ip) ?? null,
         index: () => index,
+        dialer: new UpstreamDialer({
+        hbonePort: 15008,
         identityOf: (pod) => ({
           spiffe: `spiffe://cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
           principal: `cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
@@ -108,6 +111,8 @@ describe('outbound proxy', () => {
             throw Object.assign(new Error(`HBONE to node ${req.node.name} refused: 503`), { status: 503 });
           },
         },
+        }),
+        l7: { serve: async () => assert.fail('no HTTP in these tests') },
         balancer: new RoundRobin(),
         flows,
         log,

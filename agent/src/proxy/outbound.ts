@@ -8,10 +8,11 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RoundRobin } from '../balance/round-robin.js';
-import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex } from '../state/mesh-index.js';
-import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
-import type { InboundRequest, InboundResult } from './inbound.js';
+import { podName, type Destination, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
+import type { FlowTable, ProxyFlow } from '../telemetry/flow-table.js';
+import { sniff } from '../http/detect.js';
 import { relay, reset } from './relay.js';
+import type { UpstreamDialer } from './upstream-dial.js';
 
 export interface Origin {
   dstIP: string;
@@ -20,36 +21,33 @@ export interface Origin {
   cookie: bigint;
 }
 
-export interface TunnelRequest {
-  sourceIdentity: string;
-  node: { name: string; ip: string; port: number };
-  target: { ip: string; port: number };
-  forwardedFor: string;
+export interface OutboundConfig {
+  /** A client silent this long after connecting (a server-speaks-first protocol) is relayed as
+   * opaque TCP. */
+  detectTimeoutMs: number;
 }
 
-export interface OutboundConfig {
-  /** Give up on an upstream that has not answered within this time. */
-  connectTimeoutMs: number;
-  /** The HBONE port of the other nodes. */
-  hbonePort: number;
+/** A connection to a Service that speaks HTTP, handed to the L7 proxy with what was read. */
+export interface L7Connection {
+  socket: net.Socket;
+  protocol: 'h1' | 'h2';
+  head: Buffer;
+  local: LocalPod;
+  service: ServiceDestination;
+  flow: ProxyFlow;
 }
 
 export interface OutboundDeps {
   /** The original destination of a redirected connection, by its source address. */
   lookupOrigin(ip: string, port: number): Origin | null;
   index(): MeshIndex;
-  /** SPIFFE id and Istio principal of a local pod's service account. */
-  identityOf(pod: LocalPod['pod']): { spiffe: string; principal: string };
-  /** Same-node destinations: the inbound checks, in-process. */
-  inbound: { open(req: InboundRequest): Promise<InboundResult> };
-  /** Other-node destinations: an HBONE tunnel; a refusal carries the HTTP status. */
-  tunnels: { connect(req: TunnelRequest): Promise<Duplex> };
+  dialer: UpstreamDialer;
+  /** Serves the connection until it closes. */
+  l7: { serve(conn: L7Connection): Promise<void> };
   balancer: RoundRobin;
   flows: FlowTable;
   log: Logger;
 }
-
-type Upstream = { stream: Duplex } | { flag: ProxyFlow['responseFlags']; reason: string };
 
 export class OutboundProxy {
   readonly #config: OutboundConfig;
@@ -112,6 +110,20 @@ export class OutboundProxy {
       responseFlags: '-',
       security: 'none',
     });
+    if (dest && local) {
+      const protocol = await this.#detect(socket, dest);
+      if (socket.destroyed) {
+        flow.responseFlags = 'DC';
+        this.#deps.flows.close(flow);
+        return;
+      }
+      if (protocol.name !== 'tcp' && dest.kind === 'service') {
+        await this.#deps.l7.serve({ socket, protocol: protocol.name, head: protocol.head, local, service: dest, flow });
+        this.#deps.flows.close(flow);
+        return;
+      }
+      if (protocol.head.length > 0) socket.unshift(protocol.head);
+    }
     const endpoint = dest && this.#deps.balancer.pick(`${origin.dstIP}:${origin.dstPort}`, dest.endpoints);
     if (!endpoint || !local) {
       flow.responseFlags = !dest ? 'NR' : 'UH';
@@ -126,7 +138,7 @@ export class OutboundProxy {
     const onGone = () => (gone = true);
     socket.once('close', onGone);
     socket.on('error', onGone);
-    const upstream = await this.#openUpstream(view, local, endpoint, flow, `${sourceIP}`);
+    const upstream = await this.#deps.dialer.open(view, local, endpoint, sourceIP, flow);
     socket.off('close', onGone);
     socket.off('error', onGone);
 
@@ -150,36 +162,14 @@ export class OutboundProxy {
     this.#deps.flows.close(flow);
   }
 
-  async #openUpstream(view: MeshIndex, local: LocalPod, endpoint: Endpoint, flow: ProxyFlow, sourceIP: string): Promise<Upstream> {
-    const identity = this.#deps.identityOf(local.pod);
-    const target = { ip: endpoint.ip, port: endpoint.port };
-    if (endpoint.nodeName === view.nodeName) {
-      flow.security = 'node_local';
-      const r = await this.#deps.inbound.open({
-        source: { principal: identity.principal, namespace: local.pod.namespace, ip: sourceIP },
-        target,
-        onDenied: (d) => (flow.authorization = authorizationOf(d)),
-      });
-      if (r.decision) flow.authorization = authorizationOf(r.decision);
-      if ('stream' in r) return { stream: r.stream };
-      return { flag: flagForStatus(r.status), reason: r.reason };
-    }
-    const node = view.state.nodes.get(endpoint.nodeName);
-    if (!node) return { flag: 'UH', reason: `endpoint node ${endpoint.nodeName} is not in the configuration` };
-    flow.security = 'mutual_tls';
-    try {
-      const stream = await this.#deps.tunnels.connect({
-        sourceIdentity: identity.spiffe,
-        node: { name: node.name, ip: node.internalIP, port: this.#config.hbonePort },
-        target,
-        forwardedFor: sourceIP,
-      });
-      return { stream };
-    } catch (err) {
-      const status = (err as { status?: number }).status;
-      if (status === 403) flow.authorization = { allowed: false, reason: (err as Error).message };
-      return { flag: flagForStatus(status), reason: (err as Error).message };
-    }
+  /** The Service port's appProtocol decides; else the first bytes, within the detect timeout. */
+  async #detect(socket: net.Socket, dest: Destination): Promise<{ name: 'h1' | 'h2' | 'tcp'; head: Buffer }> {
+    const declared = dest.kind === 'service' ? declaredProtocol(dest.port.appProtocol) : undefined;
+    if (declared) return { name: declared, head: Buffer.alloc(0) };
+    // Accepted paused (pauseOnConnect): nothing is read until someone asks.
+    socket.resume();
+    const { protocol, head } = await sniff(socket, this.#config.detectTimeoutMs);
+    return { name: protocol === 'other' ? 'tcp' : protocol, head };
   }
 
   #refuse(socket: net.Socket, flow: ProxyFlow, reason: string): void {
@@ -210,4 +200,20 @@ function logFields(flow: ProxyFlow) {
     responseFlags: flow.responseFlags,
     authorization: flow.authorization?.reason,
   };
+}
+
+/** Service port appProtocol values that skip detection (Kubernetes and Istio spellings). */
+function declaredProtocol(appProtocol: string | undefined): 'h1' | 'h2' | 'tcp' | undefined {
+  switch (appProtocol?.toLowerCase()) {
+    case 'http':
+      return 'h1';
+    case 'kubernetes.io/h2c':
+    case 'http2':
+    case 'grpc':
+      return 'h2';
+    case 'tcp':
+      return 'tcp';
+    default:
+      return undefined;
+  }
 }

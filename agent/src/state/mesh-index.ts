@@ -6,9 +6,9 @@ import { serviceEndpoints, type ServiceEndpoint } from './endpoints.js';
 
 export type Endpoint = ServiceEndpoint;
 
-export type Destination =
-  | { kind: 'service'; service: MeshService; port: MeshServicePort; endpoints: readonly Endpoint[] }
-  | { kind: 'pod'; pod: MeshPod; port: number; endpoints: readonly Endpoint[] };
+export type ServiceDestination = { kind: 'service'; service: MeshService; port: MeshServicePort; endpoints: readonly Endpoint[] };
+
+export type Destination = ServiceDestination | { kind: 'pod'; pod: MeshPod; port: number; endpoints: readonly Endpoint[] };
 
 export interface LocalPod {
   pod: MeshPod;
@@ -40,6 +40,13 @@ export class MeshIndex {
 
   destination(ip: string, port: number): Destination | undefined {
     return this.destinations.get(`${ip}:${port}`);
+  }
+
+  /** A Service port by name, as routes name their backends; undefined for headless or unknown. */
+  serviceDestination(namespace: string, name: string, port: number): ServiceDestination | undefined {
+    const ip = this.state.services.get(objectKey(namespace, name))?.clusterIP;
+    const dest = ip ? this.destination(ip, port) : undefined;
+    return dest?.kind === 'service' ? dest : undefined;
   }
 
 }

@@ -6,8 +6,11 @@ import type { AuthzDecision } from '../policy/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import { podName } from '../state/mesh-index.js';
 
-/** Envoy's response flags, so operators read them as they already know them. */
-export type ResponseFlag = '-' | 'UH' | 'UF' | 'UT' | 'NR' | 'DC';
+/** Envoy's response flags, so operators read them as they already know them: UH no healthy
+ * upstream, UF upstream connect failure, UT upstream timeout, UR upstream reset, UO overflow
+ * (circuit breaker), URX retry limit exceeded, NR no route, DC downstream closed, RL rate
+ * limited, FI fault abort. */
+export type ResponseFlag = '-' | 'UH' | 'UF' | 'UT' | 'UR' | 'UO' | 'URX' | 'NR' | 'DC' | 'RL' | 'FI';
 
 /** How the connection reached the destination: Istio's connection_security_policy values, plus
  * node_local for a same-node connection whose source identity the kernel vouched for. */

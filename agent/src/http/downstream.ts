@@ -1,0 +1,165 @@
+// The client side of one proxied request, HTTP/1.1 or HTTP/2, behind one small interface the
+// L7 pipeline uses: what was asked, the body, and how to answer — with the upstream's
+// response (body and trailers streamed through) or with a local reply, which for gRPC is a
+// trailers-only response carrying grpc-status, and which after the head has gone out becomes
+// gRPC trailers or a reset.
+import http2 from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { endToEnd, type HeaderMap } from './headers.js';
+import { encodeGrpcMessage, grpcCodeForHttp } from './grpc-status.js';
+import type { LocalReply } from './forwarder.js';
+import type { UpstreamResponse } from './upstream-pool.js';
+
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
+
+export interface Downstream {
+  protocol: 'h1' | 'h2';
+  method: string;
+  /** Path with query. */
+  path: string;
+  authority: string;
+  /** End-to-end request headers (no pseudo-headers, no hop-by-hop, no host). */
+  headers: HeaderMap;
+  grpc: boolean;
+  body: Readable;
+  /** The request had no body at all. */
+  bodyEmpty: boolean;
+  /** Aborted when the client goes away before the answer is complete. */
+  gone: AbortSignal;
+  headSent(): boolean;
+  reply(local: LocalReply): void;
+  /** Streams the upstream answer with `headers` in place of its own; resolves when over. */
+  send(response: UpstreamResponse, headers: HeaderMap): Promise<void>;
+  /** Ends an answer already under way: gRPC trailers with the status, else a reset. */
+  abort(local: LocalReply): void;
+}
+
+const TEXT = 'text/plain; charset=utf-8';
+
+export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstream {
+  const gone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  const bodyEmpty = req.headers['transfer-encoding'] === undefined && Number(req.headers['content-length'] ?? 0) === 0;
+  if (bodyEmpty) req.resume();
+  return {
+    protocol: 'h1',
+    method: req.method ?? 'GET',
+    path: req.url ?? '/',
+    authority: req.headers.host ?? '',
+    headers: endToEnd(req.headers),
+    grpc: false,
+    body: req,
+    bodyEmpty,
+    gone: gone.signal,
+    headSent: () => res.headersSent,
+    reply(local) {
+      if (res.headersSent || res.destroyed) return;
+      const body = `${local.message}\n`;
+      res.writeHead(local.status, { 'content-type': TEXT, 'content-length': Buffer.byteLength(body), ...local.headers });
+      res.end(body);
+    },
+    send(response, headers) {
+      return new Promise((resolve) => {
+        if (res.destroyed) {
+          response.body.destroy();
+          return resolve();
+        }
+        res.writeHead(response.status, headers);
+        response.body.pipe(res);
+        response.body.once('error', () => res.destroy());
+        response.body.once('close', () => {
+          if (!response.body.readableEnded) res.destroy();
+        });
+        res.once('close', () => {
+          if (!response.body.readableEnded) response.body.destroy();
+          resolve();
+        });
+      });
+    },
+    abort() {
+      res.destroy();
+    },
+  };
+}
+
+export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): Downstream {
+  const gone = new AbortController();
+  stream.on('error', () => {});
+  stream.once('close', () => {
+    if (!stream.writableFinished || stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) gone.abort();
+  });
+  const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
+  let failure: HeaderMap | undefined;
+  let current: UpstreamResponse | undefined;
+  const open = () => !stream.destroyed && !stream.closed;
+  const grpcTrailers = (local: LocalReply): HeaderMap => ({
+    'grpc-status': String(local.grpcStatus ?? grpcCodeForHttp(local.status)),
+    'grpc-message': encodeGrpcMessage(local.message),
+  });
+  return {
+    protocol: 'h2',
+    method: String(headers[':method'] ?? 'GET'),
+    path: String(headers[':path'] ?? '/'),
+    authority: String(headers[':authority'] ?? headers.host ?? ''),
+    headers: endToEnd(headers),
+    grpc,
+    body: stream,
+    bodyEmpty: (flags & NGHTTP2_FLAG_END_STREAM) !== 0,
+    gone: gone.signal,
+    headSent: () => stream.headersSent,
+    reply(local) {
+      if (!open() || stream.headersSent) return;
+      if (grpc) {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...grpcTrailers(local), ...local.headers }, { endStream: true });
+        return;
+      }
+      const body = `${local.message}\n`;
+      stream.respond({ ':status': local.status, 'content-type': TEXT, 'content-length': Buffer.byteLength(body), ...local.headers });
+      stream.end(body);
+    },
+    send(response, out) {
+      return new Promise((resolve) => {
+        stream.once('close', () => resolve());
+        if (!open()) {
+          response.body.destroy();
+          return;
+        }
+        if (response.endStream) {
+          stream.respond({ ':status': response.status, ...out }, { endStream: true });
+          return;
+        }
+        current = response;
+        stream.respond({ ':status': response.status, ...out }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => {
+          const trailers = failure ?? response.trailers();
+          if (Object.keys(trailers).length > 0) stream.sendTrailers(trailers);
+          else stream.close();
+        });
+        response.body.pipe(stream, { end: false });
+        response.body.once('end', () => stream.end());
+        response.body.once('close', () => {
+          if (response.body.readableEnded || !open() || failure) return;
+          if (grpc) {
+            failure = grpcTrailers({ status: 503, flag: 'UR', message: 'upstream reset the call' });
+            stream.end();
+          } else stream.close(NGHTTP2_INTERNAL_ERROR);
+        });
+        stream.once('close', () => {
+          if (!response.body.readableEnded) response.body.destroy();
+        });
+      });
+    },
+    abort(local) {
+      if (!open()) return;
+      if (grpc && stream.headersSent) {
+        failure = grpcTrailers(local);
+        current?.body.unpipe(stream);
+        current?.body.destroy();
+        stream.end();
+      } else stream.close(grpc ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
+    },
+  };
+}

@@ -1,0 +1,289 @@
+// The outbound L7 proxy: serves a client connection detected as HTTP/1.1 or HTTP/2 and, per
+// request, applies the Gateway API route of the Service (match, filters, weighted backends),
+// the nodemesh.io rate limits and faults, then forwards to an endpoint of the chosen backend
+// through the pooled upstream connections, with the DestinationRule's balancer and circuit
+// breakers, the route's timeouts and retries. Upgrade (WebSocket) and CONNECT requests from
+// the app pass through as tunnels to an endpoint of the Service.
+import http from 'node:http';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { L7Connection } from '../proxy/outbound.js';
+import { relay, reset } from '../proxy/relay.js';
+import type { UpstreamDialer } from '../proxy/upstream-dial.js';
+import type { Endpoint, MeshIndex, ServiceDestination } from '../state/mesh-index.js';
+import { objectKey, type RouteFilter, type RouteRule } from '../state/model.js';
+import { trafficPolicyFor } from '../state/traffic.js';
+import { Cluster } from './cluster.js';
+import { h1Downstream, h2Downstream, type Downstream } from './downstream.js';
+import { applyHeaderModifier, redirectLocation, rewriteUrl } from './filters.js';
+import { DEFAULT_RETRY, forward, type LocalReply, type RetryPolicy } from './forwarder.js';
+import { first, forwardHeaders, type HeaderMap } from './headers.js';
+import { grpcTimeoutMs } from './grpc-status.js';
+import { LocalPolicies, type PolicyTarget } from './local-policies.js';
+import { RequestBody } from './request-body.js';
+import { pickBackend, RouteTable } from './route-table.js';
+import { UpstreamError, UpstreamPool, type Dial, type UpstreamRequest } from './upstream-pool.js';
+
+type MirrorFilter = Extract<RouteFilter, { type: 'RequestMirror' }>;
+
+/** A mirror copy still unanswered after this long is given up. */
+const MIRROR_TIMEOUT_MS = 30_000;
+
+export interface L7Deps {
+  index(): MeshIndex;
+  dialer: UpstreamDialer;
+  log: Logger;
+  random?: () => number;
+}
+
+export class L7Proxy {
+  readonly #deps: L7Deps;
+  readonly #h1: http.Server;
+  readonly #connections = new WeakMap<net.Socket, L7Connection>();
+  readonly #routes = new WeakMap<MeshIndex, RouteTable>();
+  readonly #clusters = new Map<string, Cluster>();
+  readonly #pool = new UpstreamPool();
+  readonly #policies: LocalPolicies;
+  readonly #random: () => number;
+
+  constructor(deps: L7Deps) {
+    this.#deps = deps;
+    this.#random = deps.random ?? Math.random;
+    this.#policies = new LocalPolicies({ random: this.#random });
+    // Idle client connections stay as long as Envoy's default idle timeout (1 h).
+    this.#h1 = http.createServer({ keepAliveTimeout: 3_600_000, requestTimeout: 0 });
+    this.#h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const conn = this.#connections.get(req.socket);
+      if (conn) void this.#handle(conn, h1Downstream(req, res));
+    });
+    this.#h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.#tunnel(req, socket, head));
+    this.#h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.#tunnel(req, socket, head));
+  }
+
+  /** Serves the connection's requests; resolves when the client connection is closed. */
+  serve(conn: L7Connection): Promise<void> {
+    const { socket } = conn;
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => {});
+    if (conn.head.length > 0) socket.unshift(conn.head);
+    if (conn.protocol === 'h1') {
+      this.#connections.set(socket, conn);
+      this.#h1.emit('connection', socket);
+      socket.resume();
+      return closed;
+    }
+    const session = http2.performServerHandshake(socket);
+    socket.resume();
+    // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
+    session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
+    session.on('stream', (stream, headers, flags) => void this.#handle(conn, h2Downstream(stream, headers, flags)));
+    return closed;
+  }
+
+  /** Forgets state of destinations and policies gone from the configuration. */
+  retain(view: MeshIndex): void {
+    const live = new Set<string>();
+    for (const d of view.destinations.values()) if (d.kind === 'service') live.add(`${d.service.namespace}/${d.service.name}:${d.port.port}`);
+    for (const [key, cluster] of this.#clusters) {
+      if (live.has(key.split('|')[1] ?? '')) continue;
+      cluster.close();
+      this.#clusters.delete(key);
+    }
+    this.#pool.retain([...view.destinations.values()].flatMap((d) => d.endpoints));
+    this.#policies.retain(view.state);
+  }
+
+  close(): void {
+    for (const c of this.#clusters.values()) c.close();
+    this.#clusters.clear();
+    this.#pool.close();
+  }
+
+  async #handle(conn: L7Connection, ds: Downstream): Promise<void> {
+    try {
+      await this.#route(conn, ds);
+    } catch (err) {
+      this.#deps.log.error({ err: (err as Error).message, path: ds.path }, 'l7: request failed in the proxy');
+      if (ds.headSent()) ds.abort({ status: 500, flag: '-', message: 'internal proxy error' });
+      else ds.reply({ status: 500, flag: '-', message: 'internal proxy error' });
+    }
+  }
+
+  async #route(conn: L7Connection, ds: Downstream): Promise<void> {
+    const view = this.#deps.index();
+    const clientNamespace = conn.local.pod.namespace;
+    const parent = conn.service;
+    const service = { namespace: parent.service.namespace, name: parent.service.name };
+    let headers = ds.headers;
+    forwardHeaders(headers, conn.flow.sourceIP);
+    const decision = this.#table(view).decide(service, parent.port.port, clientNamespace, {
+      method: ds.method,
+      path: ds.path,
+      headers,
+      grpc: ds.grpc,
+    });
+    if (decision.kind === 'no-match') return ds.reply({ status: 404, flag: 'NR', message: `no route of ${objectKey(service.namespace, service.name)} matches ${ds.method} ${ds.path}` });
+
+    const targets: PolicyTarget[] = [{ kind: 'Service', ...service }];
+    if (decision.kind === 'match') targets.unshift({ kind: decision.route.kind, namespace: decision.route.namespace, name: decision.route.name });
+    const limited = await this.#policies.apply(view.state, targets, ds.gone);
+    if (ds.gone.aborted) return;
+    if (limited) return ds.reply(limited);
+
+    let backend: ServiceDestination | undefined = parent;
+    let rule: RouteRule | undefined;
+    let filters: readonly RouteFilter[] = [];
+    let authority = ds.authority;
+    let path = ds.path;
+    if (decision.kind === 'match') {
+      rule = decision.rule;
+      const ref = pickBackend(rule, this.#random);
+      backend = ref && view.serviceDestination(ref.namespace, ref.name, ref.port);
+      filters = [...rule.filters, ...(ref?.filters ?? [])];
+      for (const f of filters) {
+        if (f.type === 'RequestRedirect') {
+          const location = redirectLocation(f, { scheme: 'http', host: authority, path }, decision.match);
+          return ds.reply({ status: f.statusCode, flag: '-', message: `redirect to ${location}`, headers: { location } });
+        }
+        if (f.type === 'URLRewrite') ({ host: authority, path } = rewriteUrl(f, { host: authority, path }, decision.match));
+        if (f.type === 'RequestHeaderModifier') headers = applyHeaderModifier(headers, f.modifier);
+      }
+      if (!backend) {
+        const what = ref ? `backend ${objectKey(ref.namespace, ref.name)}:${ref.port} does not exist` : 'the rule has no backend with weight';
+        return ds.reply({ status: 500, flag: 'NR', message: `${decision.route.kind} ${objectKey(decision.route.namespace, decision.route.name)}: ${what}` });
+      }
+    }
+
+    const body = new RequestBody(ds.body, ds.bodyEmpty);
+    const request = { method: ds.method, path, authority, headers, body };
+    for (const f of filters) if (f.type === 'RequestMirror') this.#mirror(conn, view, f, request, ds);
+
+    const cluster = this.#cluster(view, clientNamespace, backend);
+    const overallMs = minDefined(rule?.timeouts?.requestMs, ds.grpc ? grpcTimeoutMs(first(headers['grpc-timeout'])) : undefined);
+    const timeout = overallMs ? AbortSignal.timeout(overallMs) : undefined;
+    const signal = timeout ? AbortSignal.any([ds.gone, timeout]) : ds.gone;
+    const timedOut = (): LocalReply => ({ status: 504, flag: 'UT', message: `upstream request timeout after ${overallMs} ms`, grpcStatus: 4 });
+
+    const result = await forward(this.#pool, {
+      cluster,
+      protocol: ds.protocol,
+      request,
+      retry: retryPolicy(rule),
+      ...(rule?.timeouts?.backendRequestMs ? { perTryTimeoutMs: rule.timeouts.backendRequestMs } : {}),
+      ...hashKey(cluster, headers, conn.flow.sourceIP),
+      connect: (endpoint) => this.#connect(conn, view, endpoint),
+      signal,
+    });
+    if ('local' in result) {
+      if (ds.gone.aborted) return;
+      conn.flow.responseFlags = result.local.flag;
+      return ds.reply(timeout?.aborted ? timedOut() : result.local);
+    }
+    conn.flow.endpoint = { ip: result.endpoint.ip, port: result.endpoint.port, pod: objectKey(result.endpoint.pod.namespace, result.endpoint.pod.name), node: result.endpoint.nodeName };
+    conn.flow.security = result.endpoint.nodeName === view.nodeName ? 'node_local' : 'mutual_tls';
+    let out: HeaderMap = result.response.headers;
+    for (const f of filters) if (f.type === 'ResponseHeaderModifier') out = applyHeaderModifier(out, f.modifier);
+    const onTimeout = () => ds.abort(timedOut());
+    timeout?.addEventListener('abort', onTimeout, { once: true });
+    await ds.send(result.response, out);
+    timeout?.removeEventListener('abort', onTimeout);
+    result.done();
+  }
+
+  #connect(conn: L7Connection, view: MeshIndex, endpoint: Endpoint): { key: string; dial: Dial } {
+    const key = `${objectKey(conn.local.pod.namespace, conn.local.pod.name)}|${endpoint.ip}:${endpoint.port}`;
+    const dial: Dial = async () => {
+      const r = await this.#deps.dialer.open(view, conn.local, endpoint, conn.flow.sourceIP, { security: 'none' });
+      if ('stream' in r) return r.stream;
+      throw new UpstreamError('connect', r.reason, r.flag, r.status);
+    };
+    return { key, dial };
+  }
+
+  #table(view: MeshIndex): RouteTable {
+    let table = this.#routes.get(view);
+    if (!table) {
+      table = new RouteTable(view.state);
+      this.#routes.set(view, table);
+    }
+    return table;
+  }
+
+  #cluster(view: MeshIndex, clientNamespace: string, dest: ServiceDestination): Cluster {
+    const name = `${dest.service.namespace}/${dest.service.name}:${dest.port.port}`;
+    const key = `${clientNamespace}|${name}`;
+    let cluster = this.#clusters.get(key);
+    if (!cluster) {
+      cluster = new Cluster(name);
+      this.#clusters.set(key, cluster);
+    }
+    cluster.update(dest, trafficPolicyFor(view.state, clientNamespace, dest.service, dest.port.port));
+    return cluster;
+  }
+
+  /** A copy to the mirror backend once the body is complete; its answer is discarded. */
+  #mirror(conn: L7Connection, view: MeshIndex, f: MirrorFilter, request: UpstreamRequest, ds: Downstream): void {
+    if (this.#random() * 100 >= f.percent) return;
+    const dest = view.serviceDestination(f.backend.namespace, f.backend.name, f.backend.port);
+    if (!dest) return;
+    const cluster = this.#cluster(view, conn.local.pod.namespace, dest);
+    request.body.whenComplete((bytes) => {
+      const headers = { ...request.headers };
+      if (bytes.length > 0) headers['content-length'] = String(bytes.length);
+      void forward(this.#pool, {
+        cluster,
+        protocol: ds.protocol,
+        request: { ...request, authority: `${request.authority}-shadow`, headers, body: RequestBody.of(bytes) },
+        retry: { ...DEFAULT_RETRY, retries: 0 },
+        connect: (endpoint) => this.#connect(conn, view, endpoint),
+        signal: AbortSignal.timeout(MIRROR_TIMEOUT_MS),
+      }).then((r) => {
+        if (!('response' in r)) return;
+        r.response.body.once('close', r.done);
+        r.response.body.resume();
+      });
+    });
+  }
+
+  /** Upgrade and CONNECT: the request head goes to an endpoint of the Service, then bytes flow. */
+  #tunnel(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    const conn = this.#connections.get(socket);
+    if (!conn) return void socket.destroy();
+    const view = this.#deps.index();
+    const endpoint = conn.service.endpoints[Math.floor(this.#random() * conn.service.endpoints.length)];
+    if (!endpoint) return void socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    void this.#connect(conn, view, endpoint)
+      .dial()
+      .then(
+        async (upstream) => {
+          const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+          for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+          upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+          if (head.length > 0) upstream.write(head);
+          await relay(socket, upstream);
+        },
+        () => reset(socket),
+      );
+  }
+}
+
+function retryPolicy(rule: RouteRule | undefined): RetryPolicy {
+  const r = rule?.retry;
+  if (!r) return DEFAULT_RETRY;
+  return { retries: r.attempts ?? DEFAULT_RETRY.retries, codes: new Set(r.codes), backoffBaseMs: r.backoffMs ?? DEFAULT_RETRY.backoffBaseMs, asked: true };
+}
+
+function hashKey(cluster: Cluster, headers: HeaderMap, sourceIP: string): { hashKey?: string } {
+  const lb = cluster.loadBalancer;
+  if (!lb || !('consistentHash' in lb)) return {};
+  const h = lb.consistentHash;
+  if ('useSourceIp' in h) return { hashKey: sourceIP };
+  const value = first(headers[h.httpHeaderName]);
+  return value === undefined ? {} : { hashKey: value };
+}
+
+function minDefined(...values: Array<number | undefined>): number | undefined {
+  const set = values.filter((v): v is number => v !== undefined && v > 0);
+  return set.length > 0 ? Math.min(...set) : undefined;
+}

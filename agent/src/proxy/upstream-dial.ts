@@ -1,0 +1,78 @@
+// Opens the upstream side of a proxied connection or request to one endpoint: in-process
+// through the inbound checks for a pod on this node, an HBONE tunnel (mTLS with the source
+// pod's identity) for a pod on another node. Shared by the L4 relay and the L7 pools.
+import type { Duplex } from 'node:stream';
+import type { Endpoint, LocalPod, MeshIndex } from '../state/mesh-index.js';
+import { authorizationOf, flagForStatus, type Authorization, type ResponseFlag, type Security } from '../telemetry/flow-table.js';
+import type { InboundRequest, InboundResult } from './inbound.js';
+
+export interface TunnelRequest {
+  sourceIdentity: string;
+  node: { name: string; ip: string; port: number };
+  target: { ip: string; port: number };
+  forwardedFor: string;
+}
+
+export interface UpstreamDialDeps {
+  /** The HBONE port of the other nodes. */
+  hbonePort: number;
+  /** SPIFFE id and Istio principal of a local pod's service account. */
+  identityOf(pod: LocalPod['pod']): { spiffe: string; principal: string };
+  /** Same-node destinations: the inbound checks, in-process. */
+  inbound: { open(req: InboundRequest): Promise<InboundResult> };
+  /** Other-node destinations: an HBONE tunnel; a refusal carries the HTTP status. */
+  tunnels: { connect(req: TunnelRequest): Promise<Duplex> };
+}
+
+/** What the dial learnt, for the flow record of the connection it serves. */
+export interface DialReport {
+  security: Security;
+  authorization?: Authorization;
+}
+
+export type DialResult = { stream: Duplex } | { flag: ResponseFlag; reason: string; status?: number };
+
+export class UpstreamDialer {
+  readonly #deps: UpstreamDialDeps;
+
+  constructor(deps: UpstreamDialDeps) {
+    this.#deps = deps;
+  }
+
+  identityOf(pod: LocalPod['pod']): { spiffe: string; principal: string } {
+    return this.#deps.identityOf(pod);
+  }
+
+  /** Never throws: a refusal is an Envoy response flag and a reason. */
+  async open(view: MeshIndex, local: LocalPod, endpoint: Endpoint, sourceIP: string, report: DialReport): Promise<DialResult> {
+    const identity = this.#deps.identityOf(local.pod);
+    const target = { ip: endpoint.ip, port: endpoint.port };
+    if (endpoint.nodeName === view.nodeName) {
+      report.security = 'node_local';
+      const r = await this.#deps.inbound.open({
+        source: { principal: identity.principal, namespace: local.pod.namespace, ip: sourceIP },
+        target,
+        onDenied: (d) => (report.authorization = authorizationOf(d)),
+      });
+      if (r.decision) report.authorization = authorizationOf(r.decision);
+      if ('stream' in r) return { stream: r.stream };
+      return { flag: flagForStatus(r.status), reason: r.reason, status: r.status };
+    }
+    const node = view.state.nodes.get(endpoint.nodeName);
+    if (!node) return { flag: 'UH', reason: `endpoint node ${endpoint.nodeName} is not in the configuration` };
+    report.security = 'mutual_tls';
+    try {
+      const stream = await this.#deps.tunnels.connect({
+        sourceIdentity: identity.spiffe,
+        node: { name: node.name, ip: node.internalIP, port: this.#deps.hbonePort },
+        target,
+        forwardedFor: sourceIP,
+      });
+      return { stream };
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 403) report.authorization = { allowed: false, reason: (err as Error).message };
+      return { flag: flagForStatus(status), reason: (err as Error).message, ...(status ? { status } : {}) };
+    }
+  }
+}
