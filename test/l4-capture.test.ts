@@ -28,11 +28,12 @@ describe('eBPF capture and the L4 node proxy', { skip: isRoot ? false : 'needs r
   const agents: AgentProcess[] = [];
   const a = (node: string) => agents.find((x) => x.node === node) as AgentProcess;
 
+  // appProtocol tcp: these tests are about capture and the L4 relay; HTTP routing has its own.
   const services: Doc[] = [
-    serviceDoc({ name: 'web', namespace: 'shop', clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] }),
-    serviceDoc({ name: 'web-remote', namespace: 'shop', clusterIP: '10.96.0.11', selector: { app: 'web-remote' }, ports: [{ port: 80, targetPort: 8080 }] }),
+    serviceDoc({ name: 'web', namespace: 'shop', clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'tcp' }] }),
+    serviceDoc({ name: 'web-remote', namespace: 'shop', clusterIP: '10.96.0.11', selector: { app: 'web-remote' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'tcp' }] }),
     serviceDoc({ name: 'echo-remote', namespace: 'shop', clusterIP: '10.96.0.12', selector: { app: 'web-remote' }, ports: [{ port: 7000, targetPort: 'echo' }] }),
-    serviceDoc({ name: 'nobody', namespace: 'shop', clusterIP: '10.96.0.14', selector: { app: 'nobody' }, ports: [{ port: 80, targetPort: 8080 }] }),
+    serviceDoc({ name: 'nobody', namespace: 'shop', clusterIP: '10.96.0.14', selector: { app: 'nobody' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'tcp' }] }),
   ];
 
   const curl = async (pod: string, url: string) => {

@@ -80,7 +80,7 @@ describe('telemetry: Istio metrics, access log and the CLI views', { skip: isRoo
     const configFile = path.join(dir, 'mesh.yaml');
     writeConfig(configFile, [
       ...testbedDocs(tb),
-      serviceDoc({ name: 'web', namespace: 'shop', clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] }),
+      serviceDoc({ name: 'web', namespace: 'shop', clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'tcp' }] }),
       serviceDoc({ name: 'echo-remote', namespace: 'shop', clusterIP: '10.96.0.12', selector: { app: 'web-remote' }, ports: [{ port: 7000, targetPort: 'echo' }] }),
     ]);
     for (const node of ['n1', 'n2']) {

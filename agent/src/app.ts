@@ -170,7 +170,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
-    l7.retain(next);
+    l7.update(next);
   };
   const outbound = new OutboundProxy(
     { detectTimeoutMs: settings.detectTimeoutMs },

@@ -57,7 +57,7 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
     headSent: () => res.headersSent,
     reply(local) {
       if (res.headersSent || res.destroyed) return;
-      const body = `${local.message}\n`;
+      const body = local.message;
       res.writeHead(local.status, { 'content-type': TEXT, 'content-length': Buffer.byteLength(body), ...local.headers });
       res.end(body);
     },
@@ -116,7 +116,7 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
         stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...grpcTrailers(local), ...local.headers }, { endStream: true });
         return;
       }
-      const body = `${local.message}\n`;
+      const body = local.message;
       stream.respond({ ':status': local.status, 'content-type': TEXT, 'content-length': Buffer.byteLength(body), ...local.headers });
       stream.end(body);
     },

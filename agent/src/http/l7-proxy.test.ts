@@ -73,7 +73,7 @@ describe('L7 outbound proxy (loopback)', () => {
   const setConfig = (extra = '') => {
     index = indexFromYaml(BASE + extra, 'n1');
     assert.deepEqual(index.state.rejections, []);
-    l7.retain(index);
+    l7.update(index);
   };
 
   /** A client socket as a redirected pod's would be: the origin recorded before connecting. */

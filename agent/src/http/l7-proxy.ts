@@ -81,8 +81,10 @@ export class L7Proxy {
     return closed;
   }
 
-  /** Forgets state of destinations and policies gone from the configuration. */
-  retain(view: MeshIndex): void {
+  /** A new configuration: pooled connections retire (policies may have changed) and state of
+   * destinations and policies no longer configured is dropped. */
+  update(view: MeshIndex): void {
+    this.#pool.retireAll();
     const live = new Set<string>();
     for (const d of view.destinations.values()) if (d.kind === 'service') live.add(`${d.service.namespace}/${d.service.name}:${d.port.port}`);
     for (const [key, cluster] of this.#clusters) {
@@ -90,7 +92,6 @@ export class L7Proxy {
       cluster.close();
       this.#clusters.delete(key);
     }
-    this.#pool.retain([...view.destinations.values()].flatMap((d) => d.endpoints));
     this.#policies.retain(view.state);
   }
 
@@ -194,7 +195,24 @@ export class L7Proxy {
   #connect(conn: L7Connection, view: MeshIndex, endpoint: Endpoint): { key: string; dial: Dial } {
     const key = `${objectKey(conn.local.pod.namespace, conn.local.pod.name)}|${endpoint.ip}:${endpoint.port}`;
     const dial: Dial = async () => {
-      const r = await this.#deps.dialer.open(view, conn.local, endpoint, conn.flow.sourceIP, { security: 'none' });
+      // Decisions of the destination on this connection (refusal, or a request denied on it
+      // later) are told on the flow of the client connection that opened it.
+      const flow = conn.flow;
+      const report = {
+        get security() {
+          return flow.security;
+        },
+        set security(s) {
+          flow.security = s;
+        },
+        get authorization() {
+          return flow.authorization;
+        },
+        set authorization(a) {
+          flow.authorization = a;
+        },
+      };
+      const r = await this.#deps.dialer.open(view, conn.local, endpoint, conn.flow.sourceIP, report);
       if ('stream' in r) return r.stream;
       throw new UpstreamError('connect', r.reason, r.flag, r.status);
     };

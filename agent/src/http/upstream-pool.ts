@@ -6,7 +6,6 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex, Readable } from 'node:stream';
-import type { Endpoint } from '../state/mesh-index.js';
 import type { ResponseFlag } from '../telemetry/flow-table.js';
 import { endToEnd, type HeaderMap } from './headers.js';
 import type { RequestBody } from './request-body.js';
@@ -74,6 +73,7 @@ export class UpstreamPool {
   readonly #sessions = new Map<string, H2Entry>();
   readonly #idle = new WeakMap<Duplex, NodeJS.Timeout>();
   readonly #uses = new WeakMap<object, number>();
+  readonly #retired = new WeakSet<http.Agent>();
 
   /** key identifies (source pod, endpoint); dial is used when no pooled connection is free. */
   send(protocol: 'h1' | 'h2', key: string, dial: Dial, req: UpstreamRequest, limits: PoolLimits): Attempt {
@@ -96,20 +96,18 @@ export class UpstreamPool {
     this.#sessions.clear();
   }
 
-  /** Endpoints gone from the configuration take their pooled connections with them. */
-  retain(endpoints: Iterable<Endpoint>): void {
-    const live = new Set([...endpoints].map((e) => `${e.ip}:${e.port}`));
-    const endpointOf = (key: string) => key.split('|')[1] ?? '';
-    for (const [key, agent] of this.#agents) {
-      if (live.has(endpointOf(key))) continue;
-      agent.destroy();
-      this.#agents.delete(key);
+  /**
+   * No pooled connection takes another request: each was admitted by the destination under
+   * the policies of its time, so a policy change must not ride on it. Requests in flight finish.
+   */
+  retireAll(): void {
+    for (const agent of this.#agents.values()) {
+      this.#retired.add(agent);
+      for (const list of Object.values(agent.freeSockets)) for (const socket of list ?? []) socket.destroy();
     }
-    for (const [key, entry] of this.#sessions) {
-      if (live.has(endpointOf(key))) continue;
-      void entry.session.then((s) => s.close(), () => {});
-      this.#sessions.delete(key);
-    }
+    for (const entry of this.#sessions.values()) void entry.session.then((s) => s.close(), () => {});
+    this.#agents.clear();
+    this.#sessions.clear();
   }
 
   #sendH1(key: string, dial: Dial, req: UpstreamRequest, limits: PoolLimits): Attempt {
@@ -160,6 +158,7 @@ export class UpstreamPool {
       return undefined;
     };
     agent.on('free', (socket: Duplex) => {
+      if (this.#retired.has(agent as http.Agent)) return void socket.destroy();
       const timer = setTimeout(() => socket.destroy(), idleTimeoutMs);
       timer.unref();
       this.#idle.set(socket, timer);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RoundRobin } from '../balance/round-robin.js';
-import { podName, type Destination, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
+import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
 import type { FlowTable, ProxyFlow } from '../telemetry/flow-table.js';
 import { sniff } from '../http/detect.js';
 import { relay, reset } from './relay.js';
@@ -110,27 +110,26 @@ export class OutboundProxy {
       responseFlags: '-',
       security: 'none',
     });
-    if (dest && local) {
-      const protocol = await this.#detect(socket, dest);
-      if (socket.destroyed) {
-        flow.responseFlags = 'DC';
-        this.#deps.flows.close(flow);
-        return;
-      }
-      if (protocol.name !== 'tcp' && dest.kind === 'service') {
-        await this.#deps.l7.serve({ socket, protocol: protocol.name, head: protocol.head, local, service: dest, flow });
-        this.#deps.flows.close(flow);
-        return;
-      }
-      if (protocol.head.length > 0) socket.unshift(protocol.head);
-    }
-    const endpoint = dest && this.#deps.balancer.pick(`${origin.dstIP}:${origin.dstPort}`, dest.endpoints);
-    if (!endpoint || !local) {
+    if (!dest || !local || dest.endpoints.length === 0) {
       flow.responseFlags = !dest ? 'NR' : 'UH';
-      const reason = !endpoint ? 'no endpoint for destination' : 'the source pod is no longer known to this node';
-      this.#refuse(socket, flow, reason);
+      this.#refuse(socket, flow, !local ? 'the source pod is no longer known to this node' : 'no endpoint for destination');
       return;
     }
+    const protocol = await this.#detect(socket, dest);
+    if (socket.destroyed) {
+      flow.responseFlags = 'DC';
+      this.#deps.flows.close(flow);
+      return;
+    }
+    if (protocol.name !== 'tcp' && dest.kind === 'service') {
+      flow.live = () => ({ sent: socket.bytesRead, received: socket.bytesWritten });
+      await this.#deps.l7.serve({ socket, protocol: protocol.name, head: protocol.head, local, service: dest, flow });
+      flow.bytesSent = socket.bytesRead;
+      flow.bytesReceived = socket.bytesWritten;
+      this.#deps.flows.close(flow);
+      return;
+    }
+    const endpoint = this.#deps.balancer.pick(`${origin.dstIP}:${origin.dstPort}`, dest.endpoints) as Endpoint;
     flow.endpoint = { ip: endpoint.ip, port: endpoint.port, pod: podName(endpoint.pod), node: endpoint.nodeName };
 
     // The pod may give up while the upstream is being opened: count it as DC.
@@ -155,9 +154,11 @@ export class OutboundProxy {
     }
     this.#track(upstream.stream);
     socket.setNoDelay(true);
+    // What detection read goes first; the client may even have ended already.
+    if (protocol.head.length > 0) upstream.stream.write(protocol.head);
     flow.live = () => ({ sent: socket.bytesRead, received: socket.bytesWritten });
     const result = await relay(socket, upstream.stream);
-    flow.bytesSent = result.bytesFromDownstream;
+    flow.bytesSent = result.bytesFromDownstream + protocol.head.length;
     flow.bytesReceived = result.bytesFromUpstream;
     this.#deps.flows.close(flow);
   }
