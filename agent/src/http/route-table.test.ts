@@ -1,23 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BackendRef, MeshRoute, MeshState, RouteMatch, RouteParentRef, RouteRule } from '../state/model.js';
+import { meshState } from '../testing/mesh.js';
 import { pickBackend, RouteTable, stripPathPrefix, type RequestHead, type RouteDecision } from './route-table.js';
 
-const state = (routes: MeshRoute[]): MeshState => ({
-  version: 1,
-  nodes: new Map(),
-  namespaces: new Map(),
-  pods: new Map(),
-  services: new Map(),
-  authorizationPolicies: new Map(),
-  peerAuthentications: new Map(),
-  httpRoutes: new Map(routes.filter((r) => r.kind === 'HTTPRoute').map((r) => [`${r.namespace}/${r.name}`, r])),
-  grpcRoutes: new Map(routes.filter((r) => r.kind === 'GRPCRoute').map((r) => [`${r.namespace}/${r.name}`, r])),
-  destinationRules: new Map(),
-  faultInjections: new Map(),
-  localRateLimits: new Map(),
-  rejections: [],
-});
+const state = (routes: MeshRoute[]): MeshState =>
+  meshState({ httpRoutes: routes.filter((r) => r.kind === 'HTTPRoute'), grpcRoutes: routes.filter((r) => r.kind === 'GRPCRoute') });
 
 const backend = (name: string, weight = 1): BackendRef => ({ namespace: 'shop', name, port: 80, weight, filters: [] });
 const m = (over: Partial<RouteMatch> = {}): RouteMatch => ({ headers: [], queryParams: [], ...over });

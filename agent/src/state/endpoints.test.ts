@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { meshState } from '../testing/mesh.js';
 import { serviceEndpoints } from './endpoints.js';
 import type { MeshPod, MeshService, MeshState } from './model.js';
 
@@ -15,21 +16,7 @@ const pod = (name: string, over: Partial<MeshPod> = {}): MeshPod => ({
   ...over,
 });
 
-const state = (pods: MeshPod[]): MeshState => ({
-  version: 1,
-  nodes: new Map(),
-  namespaces: new Map(),
-  pods: new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p])),
-  services: new Map(),
-  authorizationPolicies: new Map(),
-  peerAuthentications: new Map(),
-  httpRoutes: new Map(),
-  grpcRoutes: new Map(),
-  destinationRules: new Map(),
-  faultInjections: new Map(),
-  localRateLimits: new Map(),
-  rejections: [],
-});
+const state = (pods: MeshPod[]): MeshState => meshState({ pods });
 
 const web: MeshService = {
   namespace: 'demo',

@@ -5,6 +5,27 @@ import { pino, type Logger } from 'pino';
 import { applyConfig } from '../control/apply.js';
 import { parseConfig } from '../control/config-docs.js';
 import { MeshIndex } from '../state/mesh-index.js';
+import { objectKey, type MeshState } from '../state/model.js';
+
+/** A state holding only what a unit test gives it; entries are keyed "namespace/name". */
+export function meshState(parts: { [K in keyof MeshState]?: MeshState[K] extends ReadonlyMap<string, infer V> ? readonly V[] : never }): MeshState {
+  const map = <V extends { namespace: string; name: string }>(list: readonly V[] = []) => new Map(list.map((v) => [objectKey(v.namespace, v.name), v]));
+  return {
+    version: 1,
+    nodes: new Map((parts.nodes ?? []).map((n) => [n.name, n])),
+    namespaces: new Map((parts.namespaces ?? []).map((n) => [n.name, n])),
+    pods: map(parts.pods),
+    services: map(parts.services),
+    authorizationPolicies: map(parts.authorizationPolicies),
+    peerAuthentications: map(parts.peerAuthentications),
+    httpRoutes: map(parts.httpRoutes),
+    grpcRoutes: map(parts.grpcRoutes),
+    destinationRules: map(parts.destinationRules),
+    faultInjections: map(parts.faultInjections),
+    localRateLimits: map(parts.localRateLimits),
+    rejections: [],
+  };
+}
 
 /** YAML for a Node with its InternalIP and the enrolled namespace "shop" most tests use. */
 export const nodeAndShop = (node: string, ip: string): string => `apiVersion: v1
