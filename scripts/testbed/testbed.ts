@@ -130,7 +130,17 @@ export class Testbed {
       '--echo-port', String(opts.echoPort ?? POD_PORTS.echo),
     ];
     const child = this.spawn({ pod }, argv);
-    await waitReady(child, pod);
+    await waitReady(child, `pod-server in pod "${pod}"`);
+    return child;
+  }
+
+  /**
+   * Starts a Node fixture of test/fixtures in the pod (e.g. `http-backend.mjs`) and resolves
+   * once it prints "ready", as every fixture server does; killed by destroy().
+   */
+  async startFixture(pod: string, script: string, args: string[] = []): Promise<ChildProcess> {
+    const child = this.spawn({ pod }, [process.execPath, fixturePath(script), ...args]);
+    await waitReady(child, `${script} in pod "${pod}"`);
     return child;
   }
 
@@ -193,7 +203,7 @@ export class Testbed {
   }
 }
 
-function waitReady(child: ChildProcess, pod: string): Promise<void> {
+function waitReady(child: ChildProcess, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     let stdout = '';
     let stderr = '';
@@ -218,7 +228,7 @@ function waitReady(child: ChildProcess, pod: string): Promise<void> {
     const fail = (why: string): void => {
       settle();
       child.kill('SIGKILL');
-      reject(new NodemeshError('NM_ERR_TESTBED_SERVER', `pod-server in pod "${pod}" ${why}; stderr: ${stderr.trim() || '(empty)'}`));
+      reject(new NodemeshError('NM_ERR_TESTBED_SERVER', `${what} ${why}; stderr: ${stderr.trim() || '(empty)'}`));
     };
     child.stdout?.setEncoding('utf8').on('data', onStdout);
     child.stderr?.setEncoding('utf8').on('data', onStderr);

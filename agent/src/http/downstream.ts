@@ -134,9 +134,9 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
         current = response;
         stream.respond({ ':status': response.status, ...out }, { waitForTrailers: true });
         stream.once('wantTrailers', () => {
-          const trailers = failure ?? response.trailers();
-          if (Object.keys(trailers).length > 0) stream.sendTrailers(trailers);
-          else stream.close();
+          // Without trailers Node sends an empty DATA frame with END_STREAM; close() would
+          // send RST_STREAM instead, which clients may take as a failed response.
+          stream.sendTrailers(failure ?? response.trailers());
         });
         response.body.pipe(stream, { end: false });
         response.body.once('end', () => stream.end());

@@ -79,6 +79,9 @@ export async function forward(pool: UpstreamPool, plan: ForwardPlan): Promise<Fo
       return { local: failureReply(outcome.error), attempts: attempt };
     }
     if ('response' in outcome) {
+      // The answered attempt kept the body streaming to it (a gRPC stream sends on after the
+      // response head); the retry takes it over.
+      request.body.detach();
       // Drain the refused answer so its connection can serve again.
       outcome.response.body.once('close', () => admission.release());
       outcome.response.body.once('end', () => admission.release());
@@ -125,11 +128,11 @@ async function tryOnce(pool: UpstreamPool, plan: ForwardPlan, endpoint: Endpoint
         ? err
         : new UpstreamError('reset', (err as Error).message, 'UR');
     handle.end({ failure: error.kind === 'refused-stream' ? 'reset' : error.kind });
+    plan.request.body.detach();
     return { error };
   } finally {
     clearTimeout(timer);
     plan.signal.removeEventListener('abort', cancel);
-    plan.request.body.detach();
   }
 }
 

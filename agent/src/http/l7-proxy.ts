@@ -74,7 +74,9 @@ export class L7Proxy {
       return closed;
     }
     const session = http2.performServerHandshake(socket);
-    socket.resume();
+    // Start reading without flowing mode: flowing, the bytes detection put back would be
+    // emitted as 'data' nobody listens to before the session reads them from the buffer.
+    socket.read(0);
     // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
     session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
     session.on('stream', (stream, headers, flags) => void this.#handle(conn, h2Downstream(stream, headers, flags)));
