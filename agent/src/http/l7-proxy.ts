@@ -74,7 +74,10 @@ export class L7Proxy {
       return closed;
     }
     const session = http2.performServerHandshake(socket);
-    socket.resume();
+    // Start the socket reading without making it flow: the session takes the bytes from the
+    // wire itself and, on the next tick, those the detection put back; a flowing socket would
+    // hand the connection preface to no one.
+    socket.read(0);
     // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
     session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
     session.on('stream', (stream, headers, flags) => void this.#handle(conn, h2Downstream(stream, headers, flags)));
