@@ -60,7 +60,10 @@ export async function forward(pool: UpstreamPool, plan: ForwardPlan): Promise<Fo
   let retryRelease: (() => void) | null = null;
   for (let attempt = 1; ; attempt += 1) {
     const endpoint = cluster.endpoints.pick({ ...(plan.hashKey !== undefined ? { hashKey: plan.hashKey } : {}), avoid: tried });
-    if (!endpoint) return { local: { status: 503, flag: 'UH', message: `no healthy upstream for ${cluster.name}` }, attempts: attempt - 1 };
+    if (!endpoint) {
+      retryRelease?.();
+      return { local: { status: 503, flag: 'UH', message: `no healthy upstream for ${cluster.name}` }, attempts: attempt - 1 };
+    }
     tried.add(`${endpoint.ip}:${endpoint.port}`);
     const admission = await cluster.admit(plan.protocol, signal);
     if ('overflow' in admission) {
@@ -73,7 +76,10 @@ export async function forward(pool: UpstreamPool, plan: ForwardPlan): Promise<Fo
     retryRelease = null;
 
     const again = attempt <= retry.retries && !signal.aborted && request.body.replayable && retriable(outcome, request.method, retry);
-    if (!again) {
+    // As Envoy: the budget is taken when deciding to retry and held through the backoff and
+    // the retry; without room the client gets this attempt's own answer (retry overflow).
+    retryRelease = again ? cluster.retry() : null;
+    if (!retryRelease) {
       if ('response' in outcome) return { response: outcome.response, endpoint, attempts: attempt, done: once(() => admission.release()) };
       admission.release();
       return { local: failureReply(outcome.error), attempts: attempt };
@@ -90,14 +96,8 @@ export async function forward(pool: UpstreamPool, plan: ForwardPlan): Promise<Fo
     try {
       await sleep(retryBackoffMs(attempt, retry.backoffBaseMs), undefined, { signal });
     } catch {
+      retryRelease();
       return { local: { status: 503, flag: 'DC', message: 'request abandoned before its retry' }, attempts: attempt };
-    }
-    // The budget counts retries on the wire, not those waiting out their backoff.
-    retryRelease = cluster.retry();
-    if (!retryRelease) {
-      const why = `retry budget of ${cluster.name} exhausted after attempt ${attempt}`;
-      const last = 'response' in outcome ? `upstream answered ${outcome.response.status}` : outcome.error.message;
-      return { local: { status: 503, flag: 'URX', message: `${why}; ${last}` }, attempts: attempt };
     }
   }
 }

@@ -44,9 +44,17 @@ export function grpcCodeForHttp(status: number): number {
   }
 }
 
-/** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
+/**
+ * grpc-message is percent-encoded (gRPC over HTTP/2 spec): only "%" and bytes outside
+ * printable ASCII are; "/" and ":" stay as they are, since clients such as grpc-js decode
+ * with decodeURI and would show "%2F".
+ */
 export function encodeGrpcMessage(message: string): string {
-  return encodeURIComponent(message).replace(/%20/g, ' ');
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }
 
 /** The grpc-timeout header in ms ("100m", "5S", "1H"...), or undefined when absent/invalid. */

@@ -249,6 +249,31 @@ describe('L7 outbound proxy (loopback)', () => {
     assert.equal(seen[0]?.headers[':authority'], 'grpc.shop');
   });
 
+  it('speaks HTTP/2 to a client detected by its first bytes (no appProtocol)', async () => {
+    setConfig(`---
+apiVersion: v1
+kind: Service
+metadata: { name: sniffed, namespace: shop }
+spec: { clusterIP: 10.96.0.15, selector: { app: web }, ports: [{ port: 80, targetPort: ${PORT + 1} }] }
+`);
+    const session = http2.connect(`http://127.0.0.1:${proxyPort}`, { localAddress: redirected('10.96.0.15') } as http2.SecureClientSessionOptions);
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        session.on('error', reject);
+        const s = session.request({ ':path': '/sniffed', ':authority': 'sniffed.shop' });
+        let code = 0;
+        s.on('response', (h) => (code = Number(h[':status'])));
+        s.on('error', reject);
+        s.on('end', () => resolve(code));
+        s.resume();
+      });
+      assert.equal(status, 200);
+    } finally {
+      session.close();
+      setConfig();
+    }
+  });
+
   it('answers a malformed request with 400 and keeps serving others', async () => {
     const s = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: redirected('10.96.0.10') });
     s.write('GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n');

@@ -74,8 +74,9 @@ export class L7Proxy {
       return closed;
     }
     const session = http2.performServerHandshake(socket);
-    // Start reading without flowing mode: flowing, the bytes detection put back would be
-    // emitted as 'data' nobody listens to before the session reads them from the buffer.
+    // Start the socket reading without making it flow: the session takes the bytes from the
+    // wire itself and, on the next tick, those the detection put back; a flowing socket would
+    // hand the connection preface to no one.
     socket.read(0);
     // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
     session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
