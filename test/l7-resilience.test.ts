@@ -378,7 +378,7 @@ describe('L7 resilience: retries, outlier detection, circuit breaking, faults, r
     // The bucket starts full at the first request and gains 2 tokens every 500 ms.
     const expected = 5 + 2 * Math.floor(r.seconds / 0.5);
     console.log(`rate limit: ${JSON.stringify(r.statuses)} over ${r.seconds} s, expected ${expected} passed`);
-    assert.ok(Math.abs(ok - expected) <= 2, `passed ${ok}, expected ${expected} ± 2`);
+    assert.ok(Math.abs(ok - expected) <= 3, `passed ${ok}, expected ${expected} ± 3`);
     assert.equal(r.statuses['429'], n - ok, JSON.stringify(r.statuses));
     const limited = await curl(`http://${VIP.limited}/limited`);
     assert.equal(limited.status, 429);
