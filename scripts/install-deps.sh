@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what nodemesh needs on a Debian 12 machine (run as root): libbpf to load the
 # programs, iproute2 for the testbed, clang and bpftool to rebuild and inspect the eBPF
-# objects, curl and wrk as real peers for the tests, the demo and the benchmark.
+# objects, curl, wrk and h2load (nghttp2-client) as real peers for the tests, the demo and the
+# benchmark.
 set -euo pipefail
-packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 util-linux curl wrk nghttp2-proxy openssl tcpdump tshark prometheus)
+packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 util-linux curl wrk nghttp2-client nghttp2-proxy openssl tcpdump tshark prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -9,7 +9,7 @@ export interface ServiceSpec {
   namespace: string;
   clusterIP: string;
   selector: Record<string, string>;
-  ports: Array<{ name?: string; port: number; targetPort: number | string }>;
+  ports: Array<{ name?: string; port: number; targetPort: number | string; appProtocol?: string }>;
 }
 
 export type Doc = Record<string, any>;
