@@ -1,36 +1,48 @@
-// `npm run bench`: the cost of the mesh path. The same open-loop HTTP/1.1 load from a pod to a
-// service on another node, once direct (no agent) and once through the mesh (eBPF capture,
-// node proxy, HBONE mTLS tunnel to the other node's proxy), in one run;
-// then closed-loop saturation with wrk. Writes bench-results/<time>.json and prints a table.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// `npm run bench`: the cost of the mesh path. From a client pod on node 1 to a backend pod on
+// node 2, the same loads direct (no agent, no capture) and through the mesh (eBPF capture,
+// node 1's proxy, HBONE mTLS to node 2's proxy, the pod): HTTP/1.1 relayed as opaque TCP
+// (L4), HTTP/1.1 and HTTP/2 terminated and proxied per request (L7). For each: open-loop
+// latency at a fixed rate, then closed-loop throughput (wrk, h2load), and the agents' CPU.
+// Median of rounds; writes bench-results/<time>.json and prints a Markdown table.
+// Flags: --quick (one short round, to check the benchmark), --rounds N, --seconds N, --rate R.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Testbed } from './testbed/testbed.js';
-import { AgentProcess, FIXTURES } from './testbed/agent.js';
+import type { ChildProcess } from 'node:child_process';
+import { Testbed, fixturePath } from './testbed/testbed.js';
+import { AgentProcess } from './testbed/agent.js';
 import { serviceDoc, testbedDocs, writeConfig } from './testbed/mesh-config.js';
+import { readOptions, type BenchOptions } from './bench/options.js';
+import { H2LOAD_CONNECTIONS, H2LOAD_STREAMS, OPEN_LOOP_CONNECTIONS, WRK_CONNECTIONS, openLoop, saturate } from './bench/load.js';
+import { summarize, table, type Measurement, type PathSpec, type Summary } from './bench/report.js';
 
-const RATE = 1000;
-const SECONDS = 10;
-const CONNECTIONS = 16;
-const ROUNDS = 3;
-const VIP = '10.96.0.10';
+const BACKEND_PORT = 8080;
+/** Service port declared `appProtocol: tcp`: the proxy skips detection and relays bytes (L4). */
+const L4_VIP = '10.96.0.10';
+/** Service port without appProtocol: the proxy detects HTTP/1.1 from the first bytes and terminates it (L7). */
+const L7_VIP = '10.96.0.11';
+/**
+ * Service port declared `appProtocol: kubernetes.io/h2c`, as gRPC and h2c services declare it:
+ * terminated as HTTP/2 without detection. HTTP/2 does not go to L7_VIP because the proxy
+ * answers a detected h2c connection with GOAWAY before its first stream: L7Proxy.serve resumes
+ * the socket after performServerHandshake, which drops the preface bytes detection put back.
+ */
+const H2C_VIP = '10.96.0.12';
+const BACKEND_READY_MS = 10_000;
 
-interface OpenLoop {
-  requests: number;
-  ok: number;
-  errors: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
+interface BenchPath extends PathSpec {
+  url: (tb: Testbed) => string;
+  mesh: boolean;
 }
 
-interface Phase {
-  openLoop: OpenLoop;
-  saturationRps: number;
-  agentCpuSecondsPer1000?: number;
-  agentRssMiB?: number;
-}
+const direct = (tb: Testbed) => `http://${tb.podIP('server')}:${BACKEND_PORT}/`;
+// Printed in this order: each protocol's direct row first, then the mesh rows compared to it.
+const PATHS: BenchPath[] = [
+  { id: 'direct-h1', protocol: 'h1', label: 'direct', url: direct, mesh: false },
+  { id: 'mesh-l4-h1', protocol: 'h1', label: 'mesh L4 (TCP relay, HBONE mTLS)', baseline: 'direct-h1', url: () => `http://${L4_VIP}/`, mesh: true },
+  { id: 'mesh-l7-h1', protocol: 'h1', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h1', url: () => `http://${L7_VIP}/`, mesh: true },
+  { id: 'direct-h2', protocol: 'h2', label: 'direct', url: direct, mesh: false },
+  { id: 'mesh-l7-h2', protocol: 'h2', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h2', url: () => `http://${H2C_VIP}/`, mesh: true },
+];
 
 const cpuSeconds = (pid: number) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
@@ -38,65 +50,67 @@ const cpuSeconds = (pid: number) => {
 };
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 
-async function openLoop(tb: Testbed, url: string, rate: number, seconds: number): Promise<OpenLoop> {
-  const r = await tb.exec({ pod: 'client' }, [process.execPath, path.join(FIXTURES, 'open-loop.mjs'), url, String(rate), String(seconds), String(CONNECTIONS)], {
-    timeoutMs: (seconds + 20) * 1000,
-  });
-  if (r.code !== 0) throw new Error(`load generator failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as OpenLoop;
+/** CPU seconds each agent spends while `work` runs, per 1000 of the requests it reports. */
+async function withAgentCpu<T extends { requests: number }>(agents: AgentProcess[], work: () => Promise<T>) {
+  const pids = agents.map((a) => a.pid);
+  if (pids.some((pid) => pid === undefined)) throw new Error('an agent is not running');
+  const before = pids.map((pid) => cpuSeconds(pid as number));
+  const result = await work();
+  const per1000 = pids.map((pid, i) => ((cpuSeconds(pid as number) - (before[i] as number)) / result.requests) * 1000);
+  return { result, cpu: { n1: per1000[0] as number, n2: per1000[1] as number } };
 }
 
-async function saturation(tb: Testbed, url: string): Promise<number> {
-  const r = await tb.exec({ pod: 'client' }, ['wrk', '-t1', `-c${CONNECTIONS}`, '-d5s', url], { timeoutMs: 30_000 });
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1];
-  if (r.code !== 0 || !rps) throw new Error(`wrk failed: ${r.stderr || r.stdout}`);
-  return Number(rps);
-}
-
-/** With agents, also measures their CPU (summed: the source and the destination node both work) and largest RSS. */
-async function phase(tb: Testbed, url: string, agents: AgentProcess[] = []): Promise<Phase> {
-  await openLoop(tb, url, RATE, 2); // warm-up: connections, JIT
-  const pids = agents.map((a) => a.pid).filter((p): p is number => p !== undefined);
-  const cpuOfAll = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  const cpuBefore = cpuOfAll();
-  const result = await openLoop(tb, url, RATE, SECONDS);
-  const cpu = pids.length > 0 ? cpuOfAll() - cpuBefore : undefined;
-  const rss = pids.length > 0 ? Math.max(...pids.map(rssMiB)) : undefined;
-  return {
-    openLoop: result,
-    saturationRps: await saturation(tb, url),
-    ...(cpu !== undefined ? { agentCpuSecondsPer1000: (cpu / result.requests) * 1000 } : {}),
-    ...(rss !== undefined ? { agentRssMiB: rss } : {}),
-  };
-}
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-
-/** Median of each figure over the rounds: one noisy second on a shared 2-core machine must not set the result. */
-function summarize(phases: Phase[]): Phase {
-  const pick = (f: (p: Phase) => number | undefined) => median(phases.map(f).filter((v): v is number => v !== undefined));
-  const summary: Phase = {
-    openLoop: {
-      requests: pick((p) => p.openLoop.requests),
-      ok: pick((p) => p.openLoop.ok),
-      errors: Math.max(...phases.map((p) => p.openLoop.errors)),
-      p50: pick((p) => p.openLoop.p50),
-      p90: pick((p) => p.openLoop.p90),
-      p99: pick((p) => p.openLoop.p99),
-      max: Math.max(...phases.map((p) => p.openLoop.max)),
-    },
-    saturationRps: pick((p) => p.saturationRps),
-  };
-  if (phases[0]?.agentCpuSecondsPer1000 !== undefined) {
-    summary.agentCpuSecondsPer1000 = pick((p) => p.agentCpuSecondsPer1000);
-    summary.agentRssMiB = Math.max(...phases.map((p) => p.agentRssMiB ?? 0));
+async function measure(tb: Testbed, p: BenchPath, opts: BenchOptions, agents: AgentProcess[]): Promise<Measurement> {
+  const url = p.url(tb);
+  await openLoop(tb, url, p.protocol, opts.rate, opts.warmUpSeconds);
+  if (!p.mesh) {
+    return {
+      openLoop: await openLoop(tb, url, p.protocol, opts.rate, opts.openLoopSeconds),
+      saturation: await saturate(tb, url, p.protocol, opts.saturationSeconds),
+    };
   }
-  return summary;
+  const open = await withAgentCpu(agents, () => openLoop(tb, url, p.protocol, opts.rate, opts.openLoopSeconds));
+  const saturation = await withAgentCpu(agents, () => saturate(tb, url, p.protocol, opts.saturationSeconds));
+  return {
+    openLoop: open.result,
+    saturation: saturation.result,
+    agentCpuPer1000: open.cpu,
+    agentCpuPer1000AtSaturation: saturation.cpu,
+    agentRssMiB: Math.max(...agents.map((a) => rssMiB(a.pid as number))),
+  };
+}
+
+/** The backend answers HTTP/1.1 and HTTP/2 prior knowledge on one port. */
+async function startBackend(tb: Testbed): Promise<ChildProcess> {
+  const child = tb.spawn({ pod: 'server' }, [process.execPath, fixturePath('http-backend.mjs'), '--port', String(BACKEND_PORT), '--name', 'server']);
+  let output = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const deadline = Date.now() + BACKEND_READY_MS;
+  while (!/^ready$/m.test(output)) {
+    if (child.exitCode !== null) throw new Error(`http-backend exited ${child.exitCode}: ${output}`);
+    if (Date.now() > deadline) throw new Error(`http-backend not ready within ${BACKEND_READY_MS} ms: ${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return child;
+}
+
+/** A generous ceiling on the whole run: each load is bounded too, this catches anything else. */
+function deadlineMs(opts: BenchOptions): number {
+  const perPath = opts.warmUpSeconds + opts.openLoopSeconds + opts.saturationSeconds + 15;
+  return (opts.rounds * (PATHS.length * perPath + 30) + 60) * 1000;
 }
 
 async function main(): Promise<void> {
-  await Testbed.sweep();
-  const dir = mkdtempSync(path.join(tmpdir(), 'nodemesh-bench-'));
+  const opts = readOptions(process.argv.slice(2), process.env);
+  const started = Date.now();
+  // process.exit runs the testbed's exit hook, which kills its processes and removes it.
+  const limit = deadlineMs(opts);
+  setTimeout(() => {
+    process.stderr.write(`bench failed: not done within ${limit / 1000} s; testbed removed\n`);
+    process.exit(1);
+  }, limit).unref();
+  // No Testbed.sweep(): it would also remove testbeds that tests run beside the benchmark.
   const tb = await Testbed.create({
     nodes: [
       { name: 'n1', pods: [{ name: 'client', namespace: 'bench', labels: { app: 'client' } }] },
@@ -107,56 +121,62 @@ async function main(): Promise<void> {
   const agents = ['n1', 'n2'].map((node) => new AgentProcess(tb, node));
   // Stopping alone would leave the pods captured (and refused): direct rounds need no capture at all.
   const removeAgents = async () => {
-    for (const agent of agents) {
-      await agent.remove();
-    }
+    for (const agent of agents) await agent.remove();
   };
   try {
-    await tb.startServer('server');
-    const config = path.join(dir, 'mesh.yaml');
+    await startBackend(tb);
+    const config = path.join(tb.scratchDir, 'mesh.yaml');
+    const backend = { namespace: 'bench', selector: { app: 'server' } };
     writeConfig(config, [
       ...testbedDocs(tb),
-      serviceDoc({ name: 'server', namespace: 'bench', clusterIP: VIP, selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080 }] }),
+      serviceDoc({ ...backend, name: 'server-tcp', clusterIP: L4_VIP, ports: [{ port: 80, targetPort: BACKEND_PORT, appProtocol: 'tcp' }] }),
+      serviceDoc({ ...backend, name: 'server', clusterIP: L7_VIP, ports: [{ port: 80, targetPort: BACKEND_PORT }] }),
+      serviceDoc({ ...backend, name: 'server-h2c', clusterIP: H2C_VIP, ports: [{ port: 80, targetPort: BACKEND_PORT, appProtocol: 'kubernetes.io/h2c' }] }),
     ]);
-    const directRounds: Phase[] = [];
-    const meshRounds: Phase[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      directRounds.push(await phase(tb, `http://${tb.podIP('server')}:8080/`));
+    const rounds = new Map<string, Measurement[]>(PATHS.map((p) => [p.id, []]));
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const p of PATHS.filter((x) => !x.mesh)) rounds.get(p.id)?.push(await measure(tb, p, opts, []));
       for (const agent of agents) await agent.start(config);
-      meshRounds.push(await phase(tb, `http://${VIP}/`, agents));
+      for (const p of PATHS.filter((x) => x.mesh)) rounds.get(p.id)?.push(await measure(tb, p, opts, agents));
       await removeAgents();
+      process.stderr.write(`round ${round + 1}/${opts.rounds} done after ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
     }
-    const direct = summarize(directRounds);
-    const mesh = summarize(meshRounds);
+    const summaries = new Map<string, Summary>([...rounds].map(([id, ms]) => [id, summarize(ms)]));
+    const markdown = table(PATHS, summaries);
+    const rss = Math.max(...[...summaries.values()].map((s) => s.agentRssMiB ?? 0));
+    const load = {
+      rate: opts.rate,
+      openLoopSeconds: opts.openLoopSeconds,
+      saturationSeconds: opts.saturationSeconds,
+      rounds: opts.rounds,
+      openLoop: `http-load.mjs, ${OPEN_LOOP_CONNECTIONS} HTTP/1.1 keep-alive connections or 1 HTTP/2 connection`,
+      saturation: `wrk -t1 -c${WRK_CONNECTIONS}; h2load -t1 -c${H2LOAD_CONNECTIONS} -m${H2LOAD_STREAMS}`,
+    };
     const results = {
       date: new Date().toISOString(),
-      load: { rate: RATE, seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS, protocol: 'HTTP/1.1 keep-alive, open loop' },
-      direct,
-      mesh,
-      addedP99Ms: mesh.openLoop.p99 - direct.openLoop.p99,
-      rounds: { direct: directRounds, mesh: meshRounds },
+      quick: opts.quick,
+      load,
+      summaries: Object.fromEntries(summaries),
+      rounds: Object.fromEntries(rounds),
+      table: markdown,
+      seconds: Math.round((Date.now() - started) / 1000),
     };
     mkdirSync('bench-results', { recursive: true });
     const file = path.join('bench-results', `${results.date.replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-    const ms = (v: number) => `${v.toFixed(2)} ms`;
-    const row = (name: string, p: Phase) =>
-      `${name.padEnd(8)} ${ms(p.openLoop.p50).padStart(10)} ${ms(p.openLoop.p90).padStart(10)} ${ms(p.openLoop.p99).padStart(10)} ${String(p.openLoop.errors).padStart(7)} ${p.saturationRps.toFixed(0).padStart(9)}`;
     process.stdout.write(
       [
-        `open loop ${RATE} rps × ${SECONDS} s, ${CONNECTIONS} keep-alive connections, pod on n1 → service on n2; median of ${ROUNDS} rounds`,
-        `${'path'.padEnd(8)} ${'p50'.padStart(10)} ${'p90'.padStart(10)} ${'p99'.padStart(10)} ${'errors'.padStart(7)} ${'max rps'.padStart(9)}`,
-        row('direct', direct),
-        row('mtls', mesh),
-        `added p99 at ${RATE} rps: ${ms(results.addedP99Ms)}`,
-        `agents (n1 + n2): ${mesh.agentCpuSecondsPer1000?.toFixed(3)} CPU s per 1000 requests; largest RSS ${mesh.agentRssMiB?.toFixed(0)} MiB`,
-        `results written to ${file}`,
+        `client pod on n1 → backend pod on n2; open loop ${opts.rate} req/s × ${opts.openLoopSeconds} s (${OPEN_LOOP_CONNECTIONS} keep-alive connections for HTTP/1.1, 1 for HTTP/2);`,
+        `max req/s: wrk -c${WRK_CONNECTIONS} (HTTP/1.1), h2load -c${H2LOAD_CONNECTIONS} -m${H2LOAD_STREAMS} (HTTP/2), ${opts.saturationSeconds} s; median of ${opts.rounds} round(s)${opts.quick ? ' (--quick: not for publishing)' : ''}`,
+        '',
+        markdown,
+        '',
+        `largest agent RSS ${rss.toFixed(0)} MiB; run took ${results.seconds} s; results written to ${file}`,
       ].join('\n') + '\n',
     );
   } finally {
     await removeAgents();
     await tb.destroy();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,94 @@
+// Turns the benchmark's rounds into one figure per path (the median over rounds, so one noisy
+// second on a shared machine does not set the result) and prints them as a Markdown table the
+// README can show as it is.
+import type { OpenLoop, Protocol, Saturation } from './load.js';
+
+/** One path measured once: open-loop latency, saturation throughput, and the agents' cost. */
+export interface Measurement {
+  openLoop: OpenLoop;
+  saturation: Saturation;
+  /** CPU seconds (user + system) per 1000 requests of the open-loop phase, per node agent. */
+  agentCpuPer1000?: { n1: number; n2: number };
+  /** The same during the saturation phase (batching makes it cheaper per request). */
+  agentCpuPer1000AtSaturation?: { n1: number; n2: number };
+  agentRssMiB?: number;
+}
+
+export interface PathSpec {
+  id: string;
+  protocol: Protocol;
+  /** What the table shows, e.g. "mesh L7 (HBONE mTLS)". */
+  label: string;
+  /** The direct path this one is compared to; undefined for a direct path. */
+  baseline?: string;
+}
+
+export interface Summary {
+  p50: number;
+  p99: number;
+  max: number;
+  /** Summed over rounds. */
+  openLoopErrors: number;
+  saturationErrors: number;
+  rps: number;
+  agentCpuPer1000?: { n1: number; n2: number };
+  agentCpuPer1000AtSaturation?: { n1: number; n2: number };
+  agentRssMiB?: number;
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+
+export function summarize(rounds: Measurement[]): Summary {
+  const pick = (f: (m: Measurement) => number) => median(rounds.map(f));
+  const perNode = (f: (m: Measurement) => { n1: number; n2: number } | undefined) => {
+    const values = rounds.map(f).filter((v): v is { n1: number; n2: number } => v !== undefined);
+    return values.length === 0 ? undefined : { n1: median(values.map((v) => v.n1)), n2: median(values.map((v) => v.n2)) };
+  };
+  const summary: Summary = {
+    p50: pick((m) => m.openLoop.p50),
+    p99: pick((m) => m.openLoop.p99),
+    max: Math.max(...rounds.map((m) => m.openLoop.max)),
+    openLoopErrors: sum(rounds.map((m) => m.openLoop.errors)),
+    saturationErrors: sum(rounds.map((m) => m.saturation.errors)),
+    rps: pick((m) => m.saturation.rps),
+  };
+  const cpu = perNode((m) => m.agentCpuPer1000);
+  const cpuAtSaturation = perNode((m) => m.agentCpuPer1000AtSaturation);
+  if (cpu) summary.agentCpuPer1000 = cpu;
+  if (cpuAtSaturation) summary.agentCpuPer1000AtSaturation = cpuAtSaturation;
+  const rss = rounds.map((m) => m.agentRssMiB).filter((v): v is number => v !== undefined);
+  if (rss.length > 0) summary.agentRssMiB = Math.max(...rss);
+  return summary;
+}
+
+const PROTOCOL_NAMES: Record<Protocol, string> = { h1: 'HTTP/1.1', h2: 'HTTP/2' };
+
+export function table(paths: PathSpec[], summaries: Map<string, Summary>): string {
+  const ms = (v: number) => `${v.toFixed(2)} ms`;
+  const signed = (v: number) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(2)} ms`;
+  const lines = [
+    '| protocol | path | p50 | p99 | added p50 | added p99 | max req/s | errors | agents CPU s / 1000 req (n1 + n2) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const path of paths) {
+    const s = summaries.get(path.id);
+    if (!s) continue;
+    const base = path.baseline === undefined ? undefined : summaries.get(path.baseline);
+    const cpu = s.agentCpuPer1000;
+    lines.push(
+      `| ${[
+        PROTOCOL_NAMES[path.protocol],
+        path.label,
+        ms(s.p50),
+        ms(s.p99),
+        base ? signed(s.p50 - base.p50) : '',
+        base ? signed(s.p99 - base.p99) : '',
+        s.rps.toFixed(0),
+        String(s.openLoopErrors + s.saturationErrors),
+        cpu ? `${(cpu.n1 + cpu.n2).toFixed(3)} (${cpu.n1.toFixed(3)} + ${cpu.n2.toFixed(3)})` : '',
+      ].join(' | ')} |`,
+    );
+  }
+  return lines.join('\n');
+}
