@@ -18,15 +18,8 @@ import { summarize, table, type Measurement, type PathSpec, type Summary } from 
 const BACKEND_PORT = 8080;
 /** Service port declared `appProtocol: tcp`: the proxy skips detection and relays bytes (L4). */
 const L4_VIP = '10.96.0.10';
-/** Service port without appProtocol: the proxy detects HTTP/1.1 from the first bytes and terminates it (L7). */
+/** Service port without appProtocol: the proxy detects HTTP/1.1 or HTTP/2 from the first bytes and terminates it (L7). */
 const L7_VIP = '10.96.0.11';
-/**
- * Service port declared `appProtocol: kubernetes.io/h2c`, as gRPC and h2c services declare it:
- * terminated as HTTP/2 without detection. HTTP/2 does not go to L7_VIP because the proxy
- * answers a detected h2c connection with GOAWAY before its first stream: L7Proxy.serve resumes
- * the socket after performServerHandshake, which drops the preface bytes detection put back.
- */
-const H2C_VIP = '10.96.0.12';
 const BACKEND_READY_MS = 10_000;
 
 interface BenchPath extends PathSpec {
@@ -41,7 +34,7 @@ const PATHS: BenchPath[] = [
   { id: 'mesh-l4-h1', protocol: 'h1', label: 'mesh L4 (TCP relay, HBONE mTLS)', baseline: 'direct-h1', url: () => `http://${L4_VIP}/`, mesh: true },
   { id: 'mesh-l7-h1', protocol: 'h1', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h1', url: () => `http://${L7_VIP}/`, mesh: true },
   { id: 'direct-h2', protocol: 'h2', label: 'direct', url: direct, mesh: false },
-  { id: 'mesh-l7-h2', protocol: 'h2', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h2', url: () => `http://${H2C_VIP}/`, mesh: true },
+  { id: 'mesh-l7-h2', protocol: 'h2', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h2', url: () => `http://${L7_VIP}/`, mesh: true },
 ];
 
 const cpuSeconds = (pid: number) => {
@@ -131,7 +124,6 @@ async function main(): Promise<void> {
       ...testbedDocs(tb),
       serviceDoc({ ...backend, name: 'server-tcp', clusterIP: L4_VIP, ports: [{ port: 80, targetPort: BACKEND_PORT, appProtocol: 'tcp' }] }),
       serviceDoc({ ...backend, name: 'server', clusterIP: L7_VIP, ports: [{ port: 80, targetPort: BACKEND_PORT }] }),
-      serviceDoc({ ...backend, name: 'server-h2c', clusterIP: H2C_VIP, ports: [{ port: 80, targetPort: BACKEND_PORT, appProtocol: 'kubernetes.io/h2c' }] }),
     ]);
     const rounds = new Map<string, Measurement[]>(PATHS.map((p) => [p.id, []]));
     for (let round = 0; round < opts.rounds; round++) {
