@@ -78,6 +78,9 @@ export async function forward(pool: UpstreamPool, plan: ForwardPlan): Promise<Fo
       admission.release();
       return { local: failureReply(outcome.error), attempts: attempt };
     }
+    // The body waits for the next attempt; an answer that is kept streams the rest of the body
+    // to its attempt (a call that streams both ways), so only a retried one detaches it.
+    request.body.detach();
     if ('response' in outcome) {
       // Drain the refused answer so its connection can serve again.
       outcome.response.body.once('close', () => admission.release());
@@ -119,6 +122,7 @@ async function tryOnce(pool: UpstreamPool, plan: ForwardPlan, endpoint: Endpoint
     handle.end({ status: response.status });
     return { response };
   } catch (err) {
+    plan.request.body.detach();
     const error = timedOut
       ? new UpstreamError('timeout', `upstream request timeout after ${plan.perTryTimeoutMs} ms`, 'UT')
       : err instanceof UpstreamError
@@ -129,7 +133,6 @@ async function tryOnce(pool: UpstreamPool, plan: ForwardPlan, endpoint: Endpoint
   } finally {
     clearTimeout(timer);
     plan.signal.removeEventListener('abort', cancel);
-    plan.request.body.detach();
   }
 }
 
