@@ -189,7 +189,10 @@ export class UpstreamPool {
     const response = entry.session.then(
       (session) =>
         new Promise<UpstreamResponse>((resolve, reject) => {
-          if (cancelled) return reject(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
+          if (cancelled) {
+            done();
+            return reject(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
+          }
           try {
             stream = session.request(
               { ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http', ...req.headers },
