@@ -91,6 +91,15 @@ async function text(response: UpstreamResponse): Promise<string> {
 /** Node's HTTP/1.1 client returns a socket to its pool on the tick after the response ends. */
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
+/** Waits for `done()` to hold, failing after `ms`. */
+async function eventually(what: string, done: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 async function closedPort(): Promise<number> {
   const server = net.createServer();
   const port = await listen(server);
@@ -202,6 +211,13 @@ describe('UpstreamPool HTTP/1.1', () => {
     assert.deepEqual({ ...response.trailers() }, { 'x-checksum': 'abc' });
   });
 
+  it('closes a connection left idle for idleTimeoutMs', async () => {
+    const { port, sockets } = await h1Server((_req, res) => res.end('ok'));
+    const pool = newPool();
+    await text(await pool.send('h1', 'k', dialer(port).dial, request(), { idleTimeoutMs: 30 }).response);
+    await eventually('idle connection closed', () => (sockets[0] as net.Socket).destroyed && pool.size.h1 === 0);
+  });
+
   it('after retireAll dials anew, lets the request in flight finish and closes its connection', async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -311,6 +327,29 @@ describe('UpstreamPool HTTP/2', () => {
     assert.equal(response.endStream, false);
     assert.equal(await text(response), 'frame');
     assert.deepEqual({ ...response.trailers() }, { 'grpc-status': '0', 'grpc-message': 'fine' });
+  });
+
+  it('closes a session left idle for idleTimeoutMs', async () => {
+    const { port, sessions } = await h2Server(h2Echo);
+    const pool = newPool();
+    await text(await pool.send('h2', 'k', dialer(port).dial, request(), { idleTimeoutMs: 30 }).response);
+    await eventually('idle session closed', () => (sessions[0] as http2.ServerHttp2Session).destroyed && pool.size.h2 === 0);
+  });
+
+  it('still closes an idle session after a request was cancelled while the session was dialing', async () => {
+    const { port, sessions } = await h2Server(h2Echo);
+    const pool = newPool();
+    const d = dialer(port);
+    let connected!: () => void;
+    const slow = new Promise<void>((resolve) => (connected = resolve));
+    const slowDial: Dial = () => slow.then(d.dial);
+    const cancelled = pool.send('h2', 'k', slowDial, request(), { idleTimeoutMs: 30 });
+    cancelled.cancel();
+    connected();
+    assert.equal((await rejection(cancelled.response)).kind, 'timeout');
+    assert.equal(await text(await pool.send('h2', 'k', slowDial, request({ path: '/next' }), { idleTimeoutMs: 30 }).response), '/next');
+    assert.equal(d.count(), 1, 'both requests shared the session');
+    await eventually('idle session closed', () => (sessions[0] as http2.ServerHttp2Session).destroyed && pool.size.h2 === 0);
   });
 
   it('after retireAll dials anew and lets the stream in flight finish on the old session', async () => {
