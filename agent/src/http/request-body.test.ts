@@ -71,6 +71,24 @@ describe('RequestBody', () => {
     assert.equal(third.ended(), true);
   });
 
+  it('reads nothing while detached, so a client sending on during a backoff does not overflow it', async () => {
+    const source = new PassThrough();
+    const body = new RequestBody(source, false, 8);
+    body.attach(sink().stream);
+    source.write('1234');
+    await settle();
+    body.detach();
+    source.write('5678901234');
+    await settle();
+    assert.equal(body.replayable, true);
+    const next = sink();
+    body.attach(next.stream);
+    source.end();
+    await settle();
+    assert.equal(next.text(), '12345678901234');
+    assert.equal(body.replayable, false, 'what the attempt read went past the limit');
+  });
+
   it('waits for an attach before reading the source', async () => {
     const source = new PassThrough();
     const body = new RequestBody(source, false);

@@ -239,8 +239,7 @@ describe('UpstreamPool HTTP/1.1', () => {
 
     release();
     assert.equal(await text(await slow), 'slow done');
-    const first = sockets[0] as net.Socket;
-    if (!first.destroyed) await once(first, 'close');
+    await eventually('the retired connection closed once free', () => (sockets[0] as net.Socket).destroyed);
   });
 });
 
@@ -368,7 +367,6 @@ describe('UpstreamPool HTTP/2', () => {
     assert.equal(d.count(), 2);
     release();
     assert.equal(await text(slow), 'slow done');
-    const old = sessions[0] as http2.ServerHttp2Session;
-    if (!old.closed) await once(old, 'close');
+    await eventually('the retired session closed once idle', () => (sessions[0] as http2.ServerHttp2Session).destroyed);
   });
 });
