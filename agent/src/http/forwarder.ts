@@ -84,6 +84,9 @@ export async function forward(pool: UpstreamPool, plan: ForwardPlan): Promise<Fo
       admission.release();
       return { local: failureReply(outcome.error), attempts: attempt };
     }
+    // The body waits for the next attempt; an answer that is kept streams the rest of the body
+    // to its attempt (a call that streams both ways), so only a retried one detaches it.
+    request.body.detach();
     if ('response' in outcome) {
       // The answered attempt kept the body streaming to it (a gRPC stream sends on after the
       // response head); the retry takes it over.
@@ -122,6 +125,7 @@ async function tryOnce(pool: UpstreamPool, plan: ForwardPlan, endpoint: Endpoint
     handle.end({ status: response.status });
     return { response };
   } catch (err) {
+    plan.request.body.detach();
     const error = timedOut
       ? new UpstreamError('timeout', `upstream request timeout after ${plan.perTryTimeoutMs} ms`, 'UT')
       : err instanceof UpstreamError

@@ -30,7 +30,8 @@ export class LocalPolicies {
   /** A reply when the request is limited or aborted; resolves after any injected delay. */
   async apply(state: MeshState, targets: readonly PolicyTarget[], signal: AbortSignal): Promise<LocalReply | undefined> {
     const attached = targets.map((t) => attachedPolicies(state, t));
-    for (const limit of attached.flatMap((a) => a.rateLimits)) {
+    const limits = attached.find((a) => a.rateLimits.length > 0)?.rateLimits ?? [];
+    for (const limit of limits) {
       if (!this.#take(limit)) {
         return {
           status: 429,

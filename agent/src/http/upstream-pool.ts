@@ -172,11 +172,9 @@ export class UpstreamPool {
     entry.requests += 1;
     entry.active += 1;
     clearTimeout(entry.idle);
-    if (limits.maxRequestsPerConnection !== undefined && entry.requests >= limits.maxRequestsPerConnection) {
-      // The last request this session may carry: new ones get a fresh session.
-      this.#sessions.delete(key);
-      void entry.session.then((s) => s.close(), () => {});
-    }
+    // The last request this session may carry: new ones get a fresh session.
+    const last = limits.maxRequestsPerConnection !== undefined && entry.requests >= limits.maxRequestsPerConnection;
+    if (last) this.#sessions.delete(key);
     let stream: http2.ClientHttp2Stream | undefined;
     let cancelled = false;
     const done = () => {
@@ -191,7 +189,10 @@ export class UpstreamPool {
     const response = entry.session.then(
       (session) =>
         new Promise<UpstreamResponse>((resolve, reject) => {
-          if (cancelled) return reject(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
+          if (cancelled) {
+            done();
+            return reject(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
+          }
           try {
             stream = session.request(
               { ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http', ...req.headers },
@@ -229,6 +230,11 @@ export class UpstreamPool {
         throw asUpstreamError(err);
       },
     );
+    if (last) {
+      // Closed once this request's stream is open: a closing session refuses new streams.
+      const close = () => void entry.session.then((s) => s.close(), () => {});
+      response.then(close, close);
+    }
     return {
       response,
       cancel: () => {
