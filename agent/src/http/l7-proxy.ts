@@ -42,7 +42,7 @@ export class L7Proxy {
   readonly #h1: http.Server;
   readonly #connections = new WeakMap<net.Socket, L7Connection>();
   readonly #routes = new WeakMap<MeshIndex, RouteTable>();
-  readonly #clusters = new Map<string, Cluster>();
+  readonly #clusters = new Map<string, { cluster: Cluster; view: MeshIndex | undefined }>();
   readonly #pool = new UpstreamPool();
   readonly #policies: LocalPolicies;
   readonly #random: () => number;
@@ -90,7 +90,7 @@ export class L7Proxy {
     this.#pool.retireAll();
     const live = new Set<string>();
     for (const d of view.destinations.values()) if (d.kind === 'service') live.add(`${d.service.namespace}/${d.service.name}:${d.port.port}`);
-    for (const [key, cluster] of this.#clusters) {
+    for (const [key, { cluster }] of this.#clusters) {
       if (live.has(key.split('|')[1] ?? '')) continue;
       cluster.close();
       this.#clusters.delete(key);
@@ -99,7 +99,7 @@ export class L7Proxy {
   }
 
   close(): void {
-    for (const c of this.#clusters.values()) c.close();
+    for (const { cluster } of this.#clusters.values()) cluster.close();
     this.#clusters.clear();
     this.#pool.close();
   }
@@ -234,14 +234,19 @@ export class L7Proxy {
   #cluster(view: MeshIndex, clientNamespace: string, dest: ServiceDestination): Cluster {
     const name = `${dest.service.namespace}/${dest.service.name}:${dest.port.port}`;
     const key = `${clientNamespace}|${name}`;
-    let cluster = this.#clusters.get(key);
-    if (!cluster) {
-      cluster = new Cluster(name);
-      this.#clusters.set(key, cluster);
+    let entry = this.#clusters.get(key);
+    if (!entry) {
+      entry = { cluster: new Cluster(name), view: undefined };
+      this.#clusters.set(key, entry);
     }
-    cluster.update(dest, trafficPolicyFor(view.state, clientNamespace, dest.service, dest.port.port));
-    return cluster;
+    // Endpoints and policy change only with the configuration: once per view, not per request.
+    if (entry.view !== view) {
+      entry.cluster.update(dest, trafficPolicyFor(view.state, clientNamespace, dest.service, dest.port.port));
+      entry.view = view;
+    }
+    return entry.cluster;
   }
+
 
   /** A copy to the mirror backend once the body is complete; its answer is discarded. */
   #mirror(conn: L7Connection, view: MeshIndex, f: MirrorFilter, request: UpstreamRequest, ds: Downstream): void {

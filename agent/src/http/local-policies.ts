@@ -4,7 +4,7 @@
 // RESOURCE_EXHAUSTED) and FaultInjection (delay, then abort, each for its percentage of
 // requests). Policies attached to the matched route win over those attached to the Service.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { attachedPolicies } from '../state/traffic.js';
+import { attachedPolicies, type AttachedPolicies } from '../state/traffic.js';
 import { objectKey, type MeshLocalRateLimit, type MeshState, type PolicyTargetRef } from '../state/model.js';
 import type { LocalReply } from './forwarder.js';
 import { GrpcCode } from './grpc-status.js';
@@ -19,6 +19,7 @@ interface Bucket {
 
 export class LocalPolicies {
   readonly #buckets = new Map<string, Bucket>();
+  readonly #lookups = new WeakMap<MeshState, Map<string, AttachedPolicies>>();
   readonly #random: () => number;
   readonly #now: () => number;
 
@@ -29,7 +30,7 @@ export class LocalPolicies {
 
   /** A reply when the request is limited or aborted; resolves after any injected delay. */
   async apply(state: MeshState, targets: readonly PolicyTarget[], signal: AbortSignal): Promise<LocalReply | undefined> {
-    const attached = targets.map((t) => attachedPolicies(state, t));
+    const attached = targets.map((t) => this.#attached(state, t));
     const limits = attached.find((a) => a.rateLimits.length > 0)?.rateLimits ?? [];
     for (const limit of limits) {
       if (!this.#take(limit)) {
@@ -54,6 +55,22 @@ export class LocalPolicies {
     return { status: abort.httpStatus ?? 503, flag: 'FI', message };
   }
 
+  /** Looked up once per configuration and target, not per request. */
+  #attached(state: MeshState, target: PolicyTarget): AttachedPolicies {
+    let byTarget = this.#lookups.get(state);
+    if (!byTarget) {
+      byTarget = new Map();
+      this.#lookups.set(state, byTarget);
+    }
+    const key = `${target.kind} ${objectKey(target.namespace, target.name)}`;
+    let found = byTarget.get(key);
+    if (!found) {
+      found = attachedPolicies(state, target);
+      byTarget.set(key, found);
+    }
+    return found;
+  }
+
   /** Buckets of policies no longer configured are dropped. */
   retain(state: MeshState): void {
     for (const key of this.#buckets.keys()) if (!state.localRateLimits.has(key)) this.#buckets.delete(key);
@@ -67,10 +84,12 @@ export class LocalPolicies {
     const key = objectKey(limit.namespace, limit.name);
     const now = this.#now();
     let bucket = this.#buckets.get(key);
-    if (!bucket || JSON.stringify(bucket.spec) !== JSON.stringify(limit.tokenBucket)) {
+    if (!bucket || (bucket.spec !== limit.tokenBucket && JSON.stringify(bucket.spec) !== JSON.stringify(limit.tokenBucket))) {
       bucket = { spec: limit.tokenBucket, tokens: limit.tokenBucket.maxTokens, filledAt: now };
       this.#buckets.set(key, bucket);
     }
+    // The same bucket under a reloaded (equal) spec: compare by reference from now on.
+    bucket.spec = limit.tokenBucket;
     const fills = Math.floor((now - bucket.filledAt) / bucket.spec.fillIntervalMs);
     if (fills > 0) {
       bucket.tokens = Math.min(bucket.spec.maxTokens, bucket.tokens + fills * bucket.spec.tokensPerFill);
