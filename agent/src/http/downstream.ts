@@ -10,6 +10,7 @@ import { endToEnd, type HeaderMap } from './headers.js';
 import { encodeGrpcMessage, grpcCodeForHttp } from './grpc-status.js';
 import type { LocalReply } from './forwarder.js';
 import type { UpstreamResponse } from './upstream-pool.js';
+import type { ResponseFlag } from '../telemetry/flow-table.js';
 
 const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
 
@@ -33,6 +34,23 @@ export interface Downstream {
   send(response: UpstreamResponse, headers: HeaderMap): Promise<void>;
   /** Ends an answer already under way: gRPC trailers with the status, else a reset. */
   abort(local: LocalReply): void;
+  /** What the client was answered so far, for telemetry. */
+  outcome(): Outcome;
+}
+
+export interface Outcome {
+  /** The HTTP status sent; 0 when no head went out. */
+  status: number;
+  grpcStatus?: number;
+  /** Response body bytes sent. */
+  bytes: number;
+  /** The response flag of a local reply or abort, else '-'. */
+  flag: ResponseFlag;
+}
+
+function grpcStatusOf(headers: HeaderMap | undefined): number | undefined {
+  const v = headers?.['grpc-status'];
+  return v === undefined ? undefined : Number(Array.isArray(v) ? v[0] : v);
 }
 
 const TEXT = 'text/plain; charset=utf-8';
@@ -44,6 +62,7 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
   });
   const bodyEmpty = req.headers['transfer-encoding'] === undefined && Number(req.headers['content-length'] ?? 0) === 0;
   if (bodyEmpty) req.resume();
+  const seen: Outcome = { status: 0, bytes: 0, flag: '-' };
   return {
     protocol: 'h1',
     method: req.method ?? 'GET',
@@ -60,6 +79,7 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
       const body = local.message;
       res.writeHead(local.status, { 'content-type': TEXT, 'content-length': Buffer.byteLength(body), ...local.headers });
       res.end(body);
+      Object.assign(seen, { status: local.status, bytes: Buffer.byteLength(body), flag: local.flag });
     },
     send(response, headers) {
       return new Promise((resolve) => {
@@ -68,6 +88,8 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
           return resolve();
         }
         res.writeHead(response.status, headers);
+        seen.status = response.status;
+        response.body.on('data', (chunk: Buffer) => (seen.bytes += chunk.length));
         response.body.pipe(res);
         response.body.once('error', () => res.destroy());
         response.body.once('close', () => {
@@ -79,9 +101,11 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
         });
       });
     },
-    abort() {
+    abort(local) {
+      seen.flag = local.flag;
       res.destroy();
     },
+    outcome: () => seen,
   };
 }
 
@@ -94,6 +118,7 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
   const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
   let failure: HeaderMap | undefined;
   let current: UpstreamResponse | undefined;
+  const seen: Outcome = { status: 0, bytes: 0, flag: '-' };
   const open = () => !stream.destroyed && !stream.closed;
   const grpcTrailers = (local: LocalReply): HeaderMap => ({
     'grpc-status': String(local.grpcStatus ?? grpcCodeForHttp(local.status)),
@@ -112,13 +137,17 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
     headSent: () => stream.headersSent,
     reply(local) {
       if (!open() || stream.headersSent) return;
+      seen.flag = local.flag;
       if (grpc) {
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...grpcTrailers(local), ...local.headers }, { endStream: true });
+        const trailers = grpcTrailers(local);
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers, ...local.headers }, { endStream: true });
+        Object.assign(seen, { status: 200, grpcStatus: grpcStatusOf(trailers) });
         return;
       }
       const body = local.message;
       stream.respond({ ':status': local.status, 'content-type': TEXT, 'content-length': Buffer.byteLength(body), ...local.headers });
       stream.end(body);
+      Object.assign(seen, { status: local.status, bytes: Buffer.byteLength(body) });
     },
     send(response, out) {
       return new Promise((resolve) => {
@@ -127,8 +156,10 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
           response.body.destroy();
           return;
         }
+        seen.status = response.status;
         if (response.endStream) {
           stream.respond({ ':status': response.status, ...out }, { endStream: true });
+          seen.grpcStatus = grpcStatusOf(out);
           return;
         }
         current = response;
@@ -136,12 +167,16 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
         stream.once('wantTrailers', () => {
           // Without trailers Node sends an empty DATA frame with END_STREAM; close() would
           // send RST_STREAM instead, which clients may take as a failed response.
-          stream.sendTrailers(failure ?? response.trailers());
+          const trailers = failure ?? response.trailers();
+          seen.grpcStatus = grpcStatusOf(trailers);
+          stream.sendTrailers(trailers);
         });
+        response.body.on('data', (chunk: Buffer) => (seen.bytes += chunk.length));
         response.body.pipe(stream, { end: false });
         response.body.once('end', () => stream.end());
         response.body.once('close', () => {
           if (response.body.readableEnded || !open() || failure) return;
+          seen.flag = 'UR';
           if (grpc) {
             failure = grpcTrailers({ status: 503, flag: 'UR', message: 'upstream reset the call' });
             stream.end();
@@ -153,6 +188,7 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
       });
     },
     abort(local) {
+      seen.flag = local.flag;
       if (!open()) return;
       if (grpc && stream.headersSent) {
         failure = grpcTrailers(local);
@@ -161,5 +197,6 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
         stream.end();
       } else stream.close(grpc ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
     },
+    outcome: () => seen,
   };
 }

@@ -21,11 +21,22 @@ import { DEFAULT_RETRY, forward, type LocalReply, type RetryPolicy } from './for
 import { first, forwardHeaders, type HeaderMap } from './headers.js';
 import { grpcTimeoutMs } from './grpc-status.js';
 import { LocalPolicies, type PolicyTarget } from './local-policies.js';
+import type { RequestObserver, RequestRecord } from '../telemetry/request-record.js';
 import { RequestBody } from './request-body.js';
 import { pickBackend, RouteTable } from './route-table.js';
 import { UpstreamError, UpstreamPool, type Dial, type UpstreamRequest } from './upstream-pool.js';
 
 type MirrorFilter = Extract<RouteFilter, { type: 'RequestMirror' }>;
+
+/** What the pipeline decided for one request, for its telemetry record. */
+interface RouteInfo {
+  requestId?: string;
+  route?: string;
+  backend?: { namespace: string; name: string; port: number };
+  endpoint?: Endpoint;
+  body?: RequestBody;
+  retries: number;
+}
 
 /** A mirror copy still unanswered after this long is given up. */
 const MIRROR_TIMEOUT_MS = 30_000;
@@ -34,6 +45,8 @@ export interface L7Deps {
   index(): MeshIndex;
   dialer: UpstreamDialer;
   log: Logger;
+  /** Told of every request once it is over (metrics, access log, tap). */
+  observers?: readonly RequestObserver[];
   random?: () => number;
 }
 
@@ -105,22 +118,50 @@ export class L7Proxy {
   }
 
   async #handle(conn: L7Connection, ds: Downstream): Promise<void> {
+    const startMs = Date.now();
+    const started = performance.now();
+    const info: RouteInfo = { retries: 0 };
     try {
-      await this.#route(conn, ds);
+      await this.#route(conn, ds, info);
     } catch (err) {
       this.#deps.log.error({ err: (err as Error).message, path: ds.path }, 'l7: request failed in the proxy');
       if (ds.headSent()) ds.abort({ status: 500, flag: '-', message: 'internal proxy error' });
       else ds.reply({ status: 500, flag: '-', message: 'internal proxy error' });
     }
+    const outcome = ds.outcome();
+    const record: RequestRecord = {
+      reporter: 'source',
+      startMs,
+      durationMs: performance.now() - started,
+      protocol: ds.grpc ? 'grpc' : 'http',
+      httpVersion: ds.protocol === 'h2' ? '2' : '1.1',
+      method: ds.method,
+      authority: ds.authority,
+      path: ds.path,
+      status: outcome.status,
+      ...(outcome.grpcStatus !== undefined ? { grpcStatus: outcome.grpcStatus } : {}),
+      responseFlags: outcome.flag === '-' && outcome.status === 0 ? 'DC' : outcome.flag,
+      requestBytes: info.body?.size ?? 0,
+      responseBytes: outcome.bytes,
+      retries: info.retries,
+      ...(info.requestId ? { requestId: info.requestId } : {}),
+      ...(info.route ? { route: info.route } : {}),
+      source: { pod: conn.local.pod, ip: conn.flow.sourceIP, identity: this.#deps.dialer.identityOf(conn.local.pod).spiffe },
+      destination: { service: info.backend ?? { namespace: conn.service.service.namespace, name: conn.service.service.name, port: conn.service.port.port }, ...(info.endpoint ? { endpoint: info.endpoint } : {}) },
+      security: conn.flow.security,
+      ...(conn.flow.authorization ? { authorization: conn.flow.authorization } : {}),
+    };
+    for (const observer of this.#deps.observers ?? []) observer.request(record);
   }
 
-  async #route(conn: L7Connection, ds: Downstream): Promise<void> {
+  async #route(conn: L7Connection, ds: Downstream, info: RouteInfo): Promise<void> {
     const view = this.#deps.index();
     const clientNamespace = conn.local.pod.namespace;
     const parent = conn.service;
     const service = { namespace: parent.service.namespace, name: parent.service.name };
     let headers = ds.headers;
     forwardHeaders(headers, conn.flow.sourceIP);
+    info.requestId = first(headers['x-request-id']);
     const decision = this.#table(view).decide(service, parent.port.port, clientNamespace, {
       method: ds.method,
       path: ds.path,
@@ -142,6 +183,7 @@ export class L7Proxy {
     let path = ds.path;
     if (decision.kind === 'match') {
       rule = decision.rule;
+      info.route = `${decision.route.kind} ${objectKey(decision.route.namespace, decision.route.name)}`;
       const ref = pickBackend(rule, this.#random);
       backend = ref && view.serviceDestination(ref.namespace, ref.name, ref.port);
       filters = [...rule.filters, ...(ref?.filters ?? [])];
@@ -160,6 +202,8 @@ export class L7Proxy {
     }
 
     const body = new RequestBody(ds.body, ds.bodyEmpty);
+    info.body = body;
+    info.backend = { namespace: backend.service.namespace, name: backend.service.name, port: backend.port.port };
     const request = { method: ds.method, path, authority, headers, body };
     for (const f of filters) if (f.type === 'RequestMirror') this.#mirror(conn, view, f, request, ds);
 
@@ -179,6 +223,8 @@ export class L7Proxy {
       connect: (endpoint) => this.#connect(conn, view, endpoint),
       signal,
     });
+    info.retries = Math.max(0, result.attempts - 1);
+    if ('endpoint' in result) info.endpoint = result.endpoint;
     if ('local' in result) {
       if (ds.gone.aborted) return;
       conn.flow.responseFlags = result.local.flag;

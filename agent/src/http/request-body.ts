@@ -43,6 +43,11 @@ export class RequestBody {
     return body;
   }
 
+  /** Body bytes received so far. */
+  get size(): number {
+    return this.#size;
+  }
+
   /** Nothing more will come and nothing came: the upstream request can end with its headers. */
   get empty(): boolean {
     return this.#ended && this.#size === 0;
