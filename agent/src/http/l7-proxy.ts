@@ -79,6 +79,8 @@ export class L7Proxy {
     const { socket } = conn;
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => {});
+    // Small answers must not wait for the client's delayed ACK (Nagle).
+    socket.setNoDelay(true);
     if (conn.head.length > 0) socket.unshift(conn.head);
     if (conn.protocol === 'h1') {
       this.#connections.set(socket, conn);
