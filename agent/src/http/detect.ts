@@ -5,6 +5,9 @@ import type { Duplex } from 'node:stream';
 
 export type Protocol = 'h2' | 'h1' | 'other';
 
+/** The HTTP versions the proxies speak on a connection: HTTP/1.x or HTTP/2 with prior knowledge. */
+export type HttpProtocol = Exclude<Protocol, 'other'>;
+
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 /** Node's default limit for a whole HTTP/1 head; a longer request line is not HTTP we accept. */
 const MAX_LINE = 16 * 1024;

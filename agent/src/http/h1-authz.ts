@@ -2,11 +2,12 @@
 // frames each request, asks the gate, forwards an allowed request's exact bytes and answers a
 // denied one itself (403, nothing sent to the pod). Responses are framed too, so a local answer
 // goes out in order after the pod's answers to earlier pipelined requests. An accepted Upgrade
-// (101) or CONNECT (2xx) ends the filter: the caller relays the rest as bytes.
+// (101) or CONNECT (2xx) ends the filter: the caller relays the rest as bytes. Each request
+// is told to the gate once its answer has ended (status, body sizes, decision).
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthzHttp } from '../policy/index.js';
-import { DENIED_BODY, mergeHeaders, type HttpGate } from './gate.js';
+import { DENIED_BODY, ExchangeTally, mergeHeaders, type HttpGate } from './gate.js';
 import {
   H1Error,
   H1Framer,
@@ -22,7 +23,10 @@ import { normalizePath } from './normalize-path.js';
 
 export type H1Outcome = 'closed' | 'switched';
 
-type Exchange = { forwarded: true; method: string; switches: boolean } | { forwarded: false; response: Buffer; close: boolean };
+type Exchange =
+  | { forwarded: true; method: string; switches: boolean; tally: ExchangeTally }
+  /** A local answer; one to bytes that could not be framed as a request has no tally. */
+  | { forwarded: false; response: Buffer; close: boolean; tally?: ExchangeTally };
 
 /** Pipelined requests held while earlier answers are pending; past this, stop reading. */
 const MAX_QUEUED = 64;
@@ -47,6 +51,10 @@ class H1Filter {
   readonly #detach: Array<() => void> = [];
   /** What happens to the body of the request being read. */
   #current: 'forward' | 'drop' | undefined;
+  /** The request being read, for its body size. */
+  #reading: ExchangeTally | undefined;
+  /** A request head read but not yet decided: a malformed one is answered with its tally. */
+  #undecided: ExchangeTally | undefined;
   /** A 1xx answer is being relayed: its end is not the exchange's. */
   #interim = false;
   /** An upgrade or CONNECT was forwarded: later bytes may not be HTTP, so wait for its answer. */
@@ -86,11 +94,13 @@ class H1Filter {
     this.#on(client, 'error', () => {});
     this.#on(pod, 'error', () => {});
     this.#on(client, 'close', () => {
+      this.#cutShort('DC');
       if (client.errored) pod.resetAndDestroy();
       else pod.destroy();
       this.#done('closed');
     });
     this.#on(pod, 'close', () => {
+      this.#cutShort('UR');
       // A pod that went away mid-connection is a reset for the source, never a clean end.
       if (!client.writableEnded) client.destroy(pod.errored ?? Object.assign(new Error('pod closed the connection'), { code: 'ECONNRESET' }));
     });
@@ -103,16 +113,19 @@ class H1Filter {
       for (let ev = this.#next(); ev; ev = this.#next()) {
         if (ev.type === 'head') this.#onRequest(ev.head, ev.raw);
         else if (ev.type === 'body') {
+          if (ev.content && this.#reading) this.#reading.exchange.requestBytes += ev.raw.length;
           if (this.#current === 'forward') this.#toPod(ev.raw);
         } else {
           const last = this.#queue.at(-1);
           if (this.#current === 'forward' && last?.forwarded && last.switches) this.#held = true;
           this.#current = undefined;
+          this.#reading = undefined;
         }
       }
     } catch (err) {
       if (!(err instanceof H1Error)) throw err;
-      this.#answer(err.status, err.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', err.message, { close: true });
+      this.#answer(err.status, err.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', err.message, { close: true }, this.#undecided);
+      this.#undecided = undefined;
     }
     this.#endPodWhenDone();
     this.#flowClient();
@@ -123,12 +136,25 @@ class H1Filter {
   }
 
   #onRequest(head: RequestHead, raw: Buffer): void {
-    const decision = this.#gate.decide(attributes(head));
+    const tally = new ExchangeTally(this.#gate, {
+      httpVersion: '1.1',
+      grpc: false,
+      method: head.method,
+      authority: values(head.headers, 'host')[0] ?? '',
+      path: head.target,
+      requestId: values(head.headers, 'x-request-id')[0],
+    });
+    this.#undecided = tally;
+    const http = attributes(head);
+    const decision = this.#gate.decide(http);
+    this.#undecided = undefined;
+    this.#reading = tally;
+    Object.assign(tally.exchange, { authority: http.host, decision });
     if (decision.allowed) {
       const h2c = tokens(head.headers, 'upgrade').includes('h2c');
       const switches = head.method === 'CONNECT' || (!h2c && values(head.headers, 'upgrade').length > 0);
       this.#current = 'forward';
-      this.#queue.push({ forwarded: true, method: head.method, switches });
+      this.#queue.push({ forwarded: true, method: head.method, switches, tally });
       // An h2c upgrade would carry later requests past this filter: offer the pod none.
       this.#toPod(h2c ? withoutHeaders(raw, ['upgrade', 'http2-settings']) : raw);
       return;
@@ -138,13 +164,14 @@ class H1Filter {
     // cannot be framed, so the connection ends after the answer.
     const expects = tokens(head.headers, 'expect').includes('100-continue') && requestBody(head).kind !== 'none';
     const close = expects || wantsClose(head);
-    this.#answer(403, 'Forbidden', DENIED_BODY, { close, head: head.method === 'HEAD', keepAlive10: head.version === '1.0' && !close });
+    this.#answer(403, 'Forbidden', DENIED_BODY, { close, head: head.method === 'HEAD', keepAlive10: head.version === '1.0' && !close }, tally);
   }
 
-  #answer(status: number, reason: string, body: string, o: { close: boolean; head?: boolean; keepAlive10?: boolean }): void {
+  #answer(status: number, reason: string, body: string, o: { close: boolean; head?: boolean; keepAlive10?: boolean }, tally?: ExchangeTally): void {
     const connection = o.close ? 'connection: close\r\n' : o.keepAlive10 ? 'connection: keep-alive\r\n' : '';
     const text = `HTTP/1.1 ${status} ${reason}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncontent-type: text/plain\r\n${connection}\r\n${o.head ? '' : body}`;
-    this.#queue.push({ forwarded: false, response: Buffer.from(text), close: o.close });
+    if (tally) Object.assign(tally.exchange, { status, responseBytes: o.head ? 0 : Buffer.byteLength(body) });
+    this.#queue.push({ forwarded: false, response: Buffer.from(text), close: o.close, ...(tally ? { tally } : {}) });
     if (o.close) this.#closing = true;
     this.#flushLocal();
   }
@@ -154,6 +181,7 @@ class H1Filter {
     for (let ex = this.#queue[0]; ex && !ex.forwarded; ex = this.#queue[0]) {
       this.#queue.shift();
       this.#toClient(ex.response);
+      ex.tally?.end('-');
       if (ex.close) {
         this.#client.end();
         this.#pod.end();
@@ -170,10 +198,17 @@ class H1Filter {
         if (ev.type === 'head') {
           this.#toClient(ev.raw);
           const s = ev.head.status;
-          if (ex.switches && (s === 101 || (ex.method === 'CONNECT' && s >= 200 && s < 300))) return this.#switch();
+          if (ex.switches && (s === 101 || (ex.method === 'CONNECT' && s >= 200 && s < 300))) {
+            ex.tally.exchange.status = s;
+            ex.tally.end('-');
+            return this.#switch();
+          }
           this.#interim = s < 200;
-        } else if (ev.type === 'body') this.#toClient(ev.raw);
-        else if (this.#interim) this.#interim = false;
+          if (!this.#interim) ex.tally.exchange.status = s;
+        } else if (ev.type === 'body') {
+          if (ev.content) ex.tally.exchange.responseBytes += ev.raw.length;
+          this.#toClient(ev.raw);
+        } else if (this.#interim) this.#interim = false;
         else this.#completed(ex);
       }
     } catch (err) {
@@ -184,6 +219,7 @@ class H1Filter {
 
   #completed(ex: Exchange & { forwarded: true }): void {
     this.#queue.shift();
+    ex.tally.end('-');
     this.#flushLocal();
     this.#flowClient();
     if (ex.switches && this.#held) {
@@ -210,6 +246,11 @@ class H1Filter {
     if (fromPod.length > 0) this.#client.write(fromPod);
     if (this.#clientEnded) this.#pod.end();
     this.#done('switched');
+  }
+
+  /** The connection is gone: requests still unanswered (or answering) end with `flag`. */
+  #cutShort(flag: 'DC' | 'UR'): void {
+    for (const ex of this.#queue) ex.tally?.end(flag);
   }
 
   /** The forwarded exchange whose answer the pod sends next. */

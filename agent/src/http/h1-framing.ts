@@ -21,7 +21,8 @@ export interface ResponseHead {
 
 export type Body = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'until-close' };
 
-export type FrameEvent<H> = { type: 'head'; head: H; raw: Buffer } | { type: 'body'; raw: Buffer } | { type: 'end' };
+/** `content` is false for chunked framing (sizes, CRLFs, trailers): telemetry counts the rest. */
+export type FrameEvent<H> = { type: 'head'; head: H; raw: Buffer } | { type: 'body'; raw: Buffer; content: boolean } | { type: 'end' };
 
 /** A malformed message: the status to answer with (400, 431) and why. */
 export class H1Error extends Error {
@@ -88,7 +89,7 @@ export class H1Framer<H> {
         const raw = this.#take(Math.min(s.left, this.#buf.length));
         s.left -= raw.length;
         if (s.left === 0) this.#state = s.chunked ? { at: 'chunk-end' } : { at: 'complete' };
-        return { type: 'body', raw };
+        return { type: 'body', raw, content: true };
       }
       case 'chunk-size': {
         const line = this.#line();
@@ -97,22 +98,22 @@ export class H1Framer<H> {
         if (size === undefined) throw new H1Error(400, `bad chunk size line ${JSON.stringify(line.text.slice(0, 40))}`);
         const left = parseInt(size, 16);
         this.#state = left === 0 ? { at: 'trailers' } : { at: 'data', left, chunked: true };
-        return { type: 'body', raw: line.raw };
+        return { type: 'body', raw: line.raw, content: false };
       }
       case 'chunk-end': {
         if (this.#buf.length < 2) return undefined;
         if (!this.#buf.subarray(0, 2).equals(CRLF)) throw new H1Error(400, 'chunk data not followed by CRLF');
         this.#state = { at: 'chunk-size' };
-        return { type: 'body', raw: this.#take(2) };
+        return { type: 'body', raw: this.#take(2), content: false };
       }
       case 'trailers': {
         const line = this.#line();
         if (!line) return undefined;
         if (line.text === '') this.#state = { at: 'complete' };
-        return { type: 'body', raw: line.raw };
+        return { type: 'body', raw: line.raw, content: false };
       }
       case 'until-close':
-        return this.#buf.length === 0 ? undefined : { type: 'body', raw: this.#take(this.#buf.length) };
+        return this.#buf.length === 0 ? undefined : { type: 'body', raw: this.#take(this.#buf.length), content: true };
       case 'complete':
         this.#state = { at: 'head' };
         return { type: 'end' };

@@ -3,17 +3,18 @@
 // forwarded on one HTTP/2 connection to the pod (over the socket already dialled, opened only
 // when a first stream is allowed), a denied one answered here: 403, or for gRPC what Envoy
 // answers (200, grpc-status 7). HTTP/2 frames are hop-by-hop, so re-framing changes nothing
-// the application sees; headers, body and trailers are carried as they came.
+// the application sees; headers, body and trailers are carried as they came. Each stream is
+// told to the gate once closed (status, gRPC status, body sizes, decision).
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { DENIED_BODY, mergeHeaders, type HttpGate } from './gate.js';
+import { DENIED_BODY, ExchangeTally, mergeHeaders, type HttpGate } from './gate.js';
 import { normalizePath } from './normalize-path.js';
 
 /** Node's HTTP/2 server adds a Date header unless told not to (`sendDate`, undeclared in its types). */
 const NO_DATE = { sendDate: false };
-const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
 /** Serves one h2c connection from `client` (the source's side, preface unread) to `pod`. */
 export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Logger): void {
@@ -38,43 +39,81 @@ export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Lo
   });
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
     stream.on('error', () => {});
-    const path = normalizePath(String(headers[':path'] ?? ''));
+    const host = String(headers[':authority'] ?? headers.host ?? '');
+    const tally = new ExchangeTally(gate, {
+      httpVersion: '2',
+      grpc: isGrpc(headers),
+      method: String(headers[':method']),
+      authority: host,
+      path: String(headers[':path'] ?? ''),
+      requestId: typeof headers['x-request-id'] === 'string' ? headers['x-request-id'] : undefined,
+    });
+    stream.on('data', (chunk: Buffer) => (tally.exchange.requestBytes += chunk.length));
+    const path = normalizePath(tally.exchange.path);
     if (path === undefined) {
-      stream.respond({ ':status': 400, 'content-type': 'text/plain' }, { endStream: false, ...NO_DATE });
-      stream.end('Bad Request');
+      endOnClose(stream, tally);
+      respond(stream, tally, { ':status': 400, 'content-type': 'text/plain' }, { endStream: false });
+      endWith(stream, tally, 'Bad Request');
       return;
     }
     const decision = gate.decide({
-      method: String(headers[':method']),
+      method: tally.exchange.method,
       path,
-      host: String(headers[':authority'] ?? headers.host ?? ''),
+      host,
       headers: mergeHeaders(Object.entries(headers).filter((e): e is [string, string] => !e[0].startsWith(':') && typeof e[1] === 'string')),
     });
-    if (!decision.allowed) return deny(stream, headers);
-    forward(stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0, toPod());
+    tally.exchange.decision = decision;
+    if (!decision.allowed) return deny(stream, headers, tally);
+    forward(stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0, toPod(), tally);
   });
   server.emit('connection', client);
 }
 
-function deny(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-  if (String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-    // Trailers-only gRPC answer: PERMISSION_DENIED.
-    stream.respond(
-      { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '7', 'grpc-message': DENIED_BODY },
-      { endStream: true, ...NO_DATE },
-    );
-    return;
-  }
-  stream.respond({ ':status': 403, 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(DENIED_BODY)) }, { endStream: false, ...NO_DATE });
-  stream.end(DENIED_BODY);
+const isGrpc = (headers: http2.IncomingHttpHeaders): boolean => String(headers['content-type'] ?? '').startsWith('application/grpc');
+
+/** The exchange ends with the stream: reset by the source (DC), or after the pod failed (UR). */
+function endOnClose(stream: http2.ServerHttp2Stream, tally: ExchangeTally, podFailed = () => false): void {
+  stream.once('close', () => tally.end(podFailed() ? 'UR' : stream.rstCode === NGHTTP2_NO_ERROR ? '-' : 'DC'));
 }
 
-function forward(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ended: boolean, session: http2.ClientHttp2Session): void {
+/** Sends a response head and notes its status (and the gRPC status of a trailers-only answer). */
+function respond(stream: http2.ServerHttp2Stream, tally: ExchangeTally, head: http2.OutgoingHttpHeaders, opts: { endStream: boolean; waitForTrailers?: boolean }): void {
+  tally.exchange.status = Number(head[':status']);
+  if (opts.endStream) noteGrpcStatus(tally, head);
+  stream.respond(head, { ...opts, ...NO_DATE });
+}
+
+/** A local answer's body. */
+function endWith(stream: http2.ServerHttp2Stream, tally: ExchangeTally, body: string): void {
+  tally.exchange.responseBytes = Buffer.byteLength(body);
+  stream.end(body);
+}
+
+function noteGrpcStatus(tally: ExchangeTally, fields: http2.OutgoingHttpHeaders): void {
+  const v = fields['grpc-status'];
+  if (tally.exchange.grpc && v !== undefined) tally.exchange.grpcStatus = Number(Array.isArray(v) ? v[0] : v);
+}
+
+function deny(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, tally: ExchangeTally): void {
+  endOnClose(stream, tally);
+  if (isGrpc(headers)) {
+    // Trailers-only gRPC answer: PERMISSION_DENIED.
+    respond(stream, tally, { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '7', 'grpc-message': DENIED_BODY }, { endStream: true });
+    return;
+  }
+  respond(stream, tally, { ':status': 403, 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(DENIED_BODY)) }, { endStream: false });
+  endWith(stream, tally, DENIED_BODY);
+}
+
+function forward(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ended: boolean, session: http2.ClientHttp2Session, tally: ExchangeTally): void {
   let up: http2.ClientHttp2Stream;
+  let podFailed = false;
+  endOnClose(stream, tally, () => podFailed);
   try {
     up = session.request({ ...headers }, { endStream: ended, waitForTrailers: !ended });
   } catch {
     // The pod's connection is closing: the source may retry this stream elsewhere.
+    podFailed = true;
     stream.close(NGHTTP2_REFUSED_STREAM);
     return;
   }
@@ -90,19 +129,27 @@ function forward(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHea
   up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
     if (stream.destroyed) return;
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-    stream.respond(h, { endStream, waitForTrailers: !endStream, ...NO_DATE });
+    respond(stream, tally, h, { endStream, waitForTrailers: !endStream });
     if (!endStream) up.pipe(stream);
   });
-  up.on('trailers', (t: http2.IncomingHttpHeaders) => (responseTrailers = t));
+  up.on('data', (chunk: Buffer) => (tally.exchange.responseBytes += chunk.length));
+  up.on('trailers', (t: http2.IncomingHttpHeaders) => {
+    responseTrailers = t;
+    noteGrpcStatus(tally, t);
+  });
   stream.on('wantTrailers', () => stream.sendTrailers(responseTrailers));
 
   // A reset on either side is a reset on the other; the pod failing before an answer is a 503.
   up.once('close', () => {
     if (stream.destroyed || stream.closed) return;
     if (!stream.headersSent) {
-      stream.respond({ ':status': 503, 'content-type': 'text/plain' }, { endStream: false, ...NO_DATE });
-      stream.end('upstream connect error or disconnect/reset before headers');
-    } else if (!up.readableEnded || up.rstCode) stream.close(up.rstCode || NGHTTP2_INTERNAL_ERROR);
+      podFailed = true;
+      respond(stream, tally, { ':status': 503, 'content-type': 'text/plain' }, { endStream: false });
+      endWith(stream, tally, 'upstream connect error or disconnect/reset before headers');
+    } else if (!up.readableEnded || up.rstCode) {
+      podFailed = true;
+      stream.close(up.rstCode || NGHTTP2_INTERNAL_ERROR);
+    }
   });
   stream.once('close', () => {
     if (!up.closed && !up.destroyed) up.close(stream.rstCode || NGHTTP2_CANCEL);

@@ -15,6 +15,7 @@ import type { Endpoint, MeshIndex, ServiceDestination } from '../state/mesh-inde
 import { objectKey, type RouteFilter, type RouteRule } from '../state/model.js';
 import { trafficPolicyFor } from '../state/traffic.js';
 import { Cluster } from './cluster.js';
+import type { HttpProtocol } from './detect.js';
 import { h1Downstream, h2Downstream, type Downstream } from './downstream.js';
 import { applyHeaderModifier, redirectLocation, rewriteUrl } from './filters.js';
 import { DEFAULT_RETRY, forward, type LocalReply, type RetryPolicy } from './forwarder.js';
@@ -222,7 +223,7 @@ export class L7Proxy {
       retry: retryPolicy(rule),
       ...(rule?.timeouts?.backendRequestMs ? { perTryTimeoutMs: rule.timeouts.backendRequestMs } : {}),
       ...hashKey(cluster, headers, conn.flow.sourceIP),
-      connect: (endpoint) => this.#connect(conn, view, endpoint),
+      connect: (endpoint) => this.#connect(conn, view, endpoint, ds.protocol),
       signal,
     });
     info.retries = Math.max(0, result.attempts - 1);
@@ -243,7 +244,9 @@ export class L7Proxy {
     result.done();
   }
 
-  #connect(conn: L7Connection, view: MeshIndex, endpoint: Endpoint): { key: string; dial: Dial } {
+  /** `protocol` is told to the destination, which then sees each request; a tunnel (Upgrade,
+   * CONNECT) names none and stays bytes there. */
+  #connect(conn: L7Connection, view: MeshIndex, endpoint: Endpoint, protocol?: HttpProtocol): { key: string; dial: Dial } {
     const key = `${objectKey(conn.local.pod.namespace, conn.local.pod.name)}|${endpoint.ip}:${endpoint.port}`;
     const dial: Dial = async () => {
       // Decisions of the destination on this connection (refusal, or a request denied on it
@@ -263,7 +266,7 @@ export class L7Proxy {
           flow.authorization = a;
         },
       };
-      const r = await this.#deps.dialer.open(view, conn.local, endpoint, conn.flow.sourceIP, report);
+      const r = await this.#deps.dialer.open(view, conn.local, endpoint, conn.flow.sourceIP, report, protocol);
       if ('stream' in r) return r.stream;
       throw new UpstreamError('connect', r.reason, r.flag, r.status);
     };
@@ -310,7 +313,7 @@ export class L7Proxy {
         protocol: ds.protocol,
         request: { ...request, authority: `${request.authority}-shadow`, headers, body: RequestBody.of(bytes) },
         retry: { ...DEFAULT_RETRY, retries: 0 },
-        connect: (endpoint) => this.#connect(conn, view, endpoint),
+        connect: (endpoint) => this.#connect(conn, view, endpoint, ds.protocol),
         signal: AbortSignal.timeout(MIRROR_TIMEOUT_MS),
       }).then((r) => {
         if (!('response' in r)) return;

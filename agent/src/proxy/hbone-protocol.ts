@@ -1,10 +1,15 @@
 // HBONE wire details shared by the :15008 server and the client pool: the CONNECT request's
 // :authority and `forwarded` header, the Proxy-Status header that explains a refusal, and the
 // Duplex that carries one TCP connection (bytes, FIN, RST) over one HTTP/2 CONNECT stream.
+// A tunnel that the source's L7 proxy opens for its HTTP requests says so on the CONNECT with
+// `x-nodemesh-protocol: http/1.1` or `h2` (ALPN ids of the inner protocol), so the destination
+// serves it with its HTTP filters (per-request telemetry, authorization) without detecting
+// anything; a tunnel without the header carries opaque TCP and stays a byte relay.
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { NodemeshError, type ErrorCode } from '../errors.js';
+import type { HttpProtocol } from '../http/detect.js';
 
 export const HBONE_PORT = 15008;
 export const HBONE_ALPN = 'h2';
@@ -14,6 +19,18 @@ const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_CONNECT_ERROR } = http2.consta
 export interface HostPort {
   ip: string;
   port: number;
+}
+
+/** The CONNECT request header naming the inner protocol of an L7 proxy's tunnel. */
+export const PROTOCOL_HEADER = 'x-nodemesh-protocol';
+const PROTOCOL_IDS: Record<HttpProtocol, string> = { h1: 'http/1.1', h2: 'h2' };
+
+export const formatProtocol = (p: HttpProtocol): string => PROTOCOL_IDS[p];
+
+/** The declared inner protocol; an absent or unknown value is opaque TCP. */
+export function parseProtocol(header: string | string[] | undefined): HttpProtocol | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value === 'http/1.1' ? 'h1' : value === 'h2' ? 'h2' : undefined;
 }
 
 /** A failed HBONE connect: `status` is the HTTP status when the server answered at all. */

@@ -1,17 +1,20 @@
-// The destination's HTTP-aware path, used when a policy on the pod's port needs methods, paths,
-// hosts or headers: what the caller relays is not the pod socket but one end of an in-memory
-// pair whose other end is served here. The first bytes pick the filter (h2 preface, HTTP/1
-// request line); anything else is decided at L4, where ALLOW rules on HTTP fields cannot match.
+// The destination's HTTP-aware path, used when the source declared HTTP (to see each request)
+// or a policy on the pod's port needs methods, paths, hosts or headers: what the caller relays
+// is not the pod socket but one end of an in-memory pair whose other end is served here. The
+// declared protocol, else the first bytes, pick the filter (h2 preface, HTTP/1 request line);
+// anything else is decided at L4, where ALLOW rules on HTTP fields cannot match.
 import type net from 'node:net';
 import { duplexPair, type Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { sniff } from '../http/detect.js';
+import { sniff, type HttpProtocol } from '../http/detect.js';
 import type { HttpGate } from '../http/gate.js';
 import { serveH1 } from '../http/h1-authz.js';
 import { serveH2 } from '../http/h2-authz.js';
 import { relay, reset } from './relay.js';
 
 export interface L7Options {
+  /** What the source said the connection carries; undefined: detect it. */
+  protocol?: HttpProtocol;
   /** A source silent this long (a server-speaks-first protocol) is decided at L4. Default 10 s,
    * Linkerd's protocol detection timeout. */
   detectTimeoutMs?: number;
@@ -36,7 +39,7 @@ async function serve(inner: Duplex, pod: net.Socket, gate: HttpGate, opts: L7Opt
   // Errors surface as 'close' (with `errored`), which every path below handles.
   pod.on('error', () => {});
   inner.on('error', () => {});
-  const { protocol, head } = await sniff(inner, opts.detectTimeoutMs ?? 10_000);
+  const { protocol, head } = opts.protocol ? { protocol: opts.protocol, head: Buffer.alloc(0) } : await sniff(inner, opts.detectTimeoutMs ?? 10_000);
   if (inner.destroyed) {
     pod.destroy();
     return;

@@ -1,8 +1,10 @@
 // The HBONE server's side of the inbound path: a tunnel's verified peer identity becomes the
-// source principal for the inbound checks, and each tunnel is a row in the node's flow table.
+// source principal for the inbound checks, its `x-nodemesh-protocol` header the inner protocol,
+// and each tunnel is a row in the node's flow table.
 import { parseSpiffeId, principalOf } from '../identity/spiffe.js';
 import { podName } from '../state/mesh-index.js';
 import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
+import { PROTOCOL_HEADER, parseProtocol } from './hbone-protocol.js';
 import type { HboneOpenResult, HboneTunnelRequest } from './hbone-server.js';
 import type { Inbound } from './inbound.js';
 
@@ -11,9 +13,11 @@ export function inboundTunnel(inbound: Inbound, flows: FlowTable): (t: HboneTunn
     const peer = parseSpiffeId(t.peer);
     const sourceIP = t.forwardedFor ?? t.peerAddress;
     let flow: ProxyFlow | undefined;
+    const protocol = parseProtocol(t.headers[PROTOCOL_HEADER]);
     const r = await inbound.open({
       source: { principal: principalOf(peer), namespace: peer.namespace, ip: sourceIP },
       target: t.target,
+      ...(protocol ? { protocol } : {}),
       // Per-request denials (HTTP policies): the row shows the most recent one.
       onDenied: (d) => {
         if (flow) flow.authorization = authorizationOf(d);

@@ -2,20 +2,28 @@
 // (mTLS, the peer's SPIFFE identity known) or in-process from this node's outbound path.
 // Peer authentication and authorization are decided here, at the destination, before any
 // byte reaches the pod; then the pod is dialled from the node's InternalIP, the one source
-// the kernel's STRICT check lets through. When a policy on the port needs HTTP fields, the
-// connection goes through the L7 filters (inbound-l7.ts), which decide each request.
+// the kernel's STRICT check lets through. A connection the source declared HTTP, or one to a
+// port whose policy needs HTTP fields, goes through the L7 filters (inbound-l7.ts), which
+// decide each request and report it as a RequestRecord (reporter 'destination').
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { HttpProtocol } from '../http/detect.js';
+import type { HttpExchange } from '../http/gate.js';
 import { authorize, mtlsMode, needsHttp, type AuthzDecision, type AuthzHttp } from '../policy/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import type { MeshPod } from '../state/model.js';
+import type { RequestObserver } from '../telemetry/request-record.js';
 import { l7Inbound } from './inbound-l7.js';
+import { destinationRecord } from './inbound-record.js';
 
 export interface InboundRequest {
-  /** principal in Istio's form "td/ns/x/sa/y"; absent for plaintext. */
-  source: { principal?: string; namespace?: string; ip: string };
+  /** principal in Istio's form "td/ns/x/sa/y"; absent for plaintext. `pod` only on the
+   * same-node path, where the kernel identified the source pod. */
+  source: { principal?: string; namespace?: string; ip: string; pod?: MeshPod };
   target: { ip: string; port: number };
+  /** The HTTP version the source's L7 proxy will speak; absent for opaque TCP. */
+  protocol?: HttpProtocol;
   /** Called for each request denied on an admitted connection (policies with HTTP fields). */
   onDenied?: (decision: AuthzDecision) => void;
 }
@@ -37,6 +45,8 @@ export interface InboundDeps {
   /** How long the L7 path waits for a source's first bytes before deciding at L4 (default 10 s). */
   detectTimeoutMs?: number;
   log: Logger;
+  /** Told of every HTTP request served here (metrics, access log, tap). */
+  observers?: readonly RequestObserver[];
 }
 
 export class Inbound {
@@ -68,7 +78,13 @@ export class Inbound {
     const localAddress = view.node?.internalIP;
     try {
       const socket = await dial(req.target, localAddress, this.#deps.connectTimeoutMs);
-      const stream = perRequest ? l7Inbound(socket, { decide: (http) => this.#decide(req, pod, http) }, this.#deps) : socket;
+      const http = perRequest || req.protocol !== undefined;
+      // Without an HTTP policy the connection's decision stands for each of its requests.
+      const gate = {
+        decide: perRequest ? (fields?: AuthzHttp) => this.#decide(req, pod, fields) : () => decision,
+        exchanged: (ex: HttpExchange) => this.#report(req, pod, ex),
+      };
+      const stream = http ? l7Inbound(socket, gate, { ...this.#deps, ...(req.protocol ? { protocol: req.protocol } : {}) }) : socket;
       return { stream, podSocket: socket, pod, decision };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
@@ -76,6 +92,13 @@ export class Inbound {
         ? { status: 504, pod, decision, reason: `pod ${pod.namespace}/${pod.name} did not answer on port ${req.target.port} within ${this.#deps.connectTimeoutMs} ms` }
         : { status: 503, pod, decision, reason: `pod ${pod.namespace}/${pod.name} port ${req.target.port}: ${code}` };
     }
+  }
+
+  #report(req: InboundRequest, pod: MeshPod, ex: HttpExchange): void {
+    const observers = this.#deps.observers ?? [];
+    if (observers.length === 0) return;
+    const record = destinationRecord(this.#deps.index(), req, pod, ex);
+    for (const observer of observers) observer.request(record);
   }
 
   /** One request's decision (or the connection's, without `http`) on the mesh state as it is now. */

@@ -1,9 +1,12 @@
 // Opens the upstream side of a proxied connection or request to one endpoint: in-process
 // through the inbound checks for a pod on this node, an HBONE tunnel (mTLS with the source
-// pod's identity) for a pod on another node. Shared by the L4 relay and the L7 pools.
+// pod's identity) for a pod on another node. Shared by the L4 relay and the L7 pools; the L7
+// pools name the HTTP version they will speak, which the destination needs to see requests.
 import type { Duplex } from 'node:stream';
+import type { HttpProtocol } from '../http/detect.js';
 import type { Endpoint, LocalPod, MeshIndex } from '../state/mesh-index.js';
 import { authorizationOf, flagForStatus, type Authorization, type ResponseFlag, type Security } from '../telemetry/flow-table.js';
+import { PROTOCOL_HEADER, formatProtocol } from './hbone-protocol.js';
 import type { InboundRequest, InboundResult } from './inbound.js';
 
 export interface TunnelRequest {
@@ -11,6 +14,8 @@ export interface TunnelRequest {
   node: { name: string; ip: string; port: number };
   target: { ip: string; port: number };
   forwardedFor: string;
+  /** Extra CONNECT request headers (the inner protocol of an L7 connection). */
+  headers?: Record<string, string>;
 }
 
 export interface UpstreamDialDeps {
@@ -43,15 +48,17 @@ export class UpstreamDialer {
     return this.#deps.identityOf(pod);
   }
 
-  /** Never throws: a refusal is an Envoy response flag and a reason. */
-  async open(view: MeshIndex, local: LocalPod, endpoint: Endpoint, sourceIP: string, report: DialReport): Promise<DialResult> {
+  /** Never throws: a refusal is an Envoy response flag and a reason. `protocol` is the HTTP
+   * version the connection will carry; without it the bytes are opaque. */
+  async open(view: MeshIndex, local: LocalPod, endpoint: Endpoint, sourceIP: string, report: DialReport, protocol?: HttpProtocol): Promise<DialResult> {
     const identity = this.#deps.identityOf(local.pod);
     const target = { ip: endpoint.ip, port: endpoint.port };
     if (endpoint.nodeName === view.nodeName) {
       report.security = 'node_local';
       const r = await this.#deps.inbound.open({
-        source: { principal: identity.principal, namespace: local.pod.namespace, ip: sourceIP },
+        source: { principal: identity.principal, namespace: local.pod.namespace, ip: sourceIP, pod: local.pod },
         target,
+        ...(protocol ? { protocol } : {}),
         onDenied: (d) => (report.authorization = authorizationOf(d)),
       });
       if (r.decision) report.authorization = authorizationOf(r.decision);
@@ -67,6 +74,7 @@ export class UpstreamDialer {
         node: { name: node.name, ip: node.internalIP, port: this.#deps.hbonePort },
         target,
         forwardedFor: sourceIP,
+        ...(protocol ? { headers: { [PROTOCOL_HEADER]: formatProtocol(protocol) } } : {}),
       });
       return { stream };
     } catch (err) {

@@ -2,7 +2,7 @@
 // revision, principal, service FQDN): shared by the Istio metrics and the access log so both
 // name a connection the same way.
 import { formatSpiffeId, parseSpiffeId } from '../identity/spiffe.js';
-import type { MeshIndex } from '../state/mesh-index.js';
+import type { MeshIndex, ServiceDestination } from '../state/mesh-index.js';
 import type { MeshPod, MeshService } from '../state/model.js';
 import type { ProxyFlow } from './flow-table.js';
 
@@ -74,7 +74,7 @@ export function flowPeers(flow: ProxyFlow, view: MeshIndex, trustDomain: string)
     const service = flow.service ? view.state.services.get(flow.service) : undefined;
     return { source: src ? podPeer(src, trustDomain) : {}, destination, ...(service ? { service } : {}) };
   }
-  const service = inboundService(view, flow.dstIP, flow.dstPort);
+  const service = serviceOfEndpoint(view, flow.dstIP, flow.dstPort)?.service;
   return { source: inboundSource(flow, view, trustDomain), destination, ...(service ? { service } : {}) };
 }
 
@@ -93,15 +93,16 @@ function inboundSource(flow: ProxyFlow, view: MeshIndex, trustDomain: string): P
 
 // The tunnel names the pod, not the Service the client dialled: like ztunnel, take the first
 // Service (by namespace/name) whose endpoints include that pod port.
-const inboundServices = new WeakMap<MeshIndex, Map<string, MeshService>>();
+const inboundServices = new WeakMap<MeshIndex, Map<string, ServiceDestination>>();
 
-function inboundService(view: MeshIndex, ip: string, port: number): MeshService | undefined {
+/** The Service port an inbound connection to pod `ip:port` is reported under. */
+export function serviceOfEndpoint(view: MeshIndex, ip: string, port: number): ServiceDestination | undefined {
   let byEndpoint = inboundServices.get(view);
   if (!byEndpoint) {
     byEndpoint = new Map();
     const services = [...view.destinations.values()].flatMap((d) => (d.kind === 'service' ? [d] : []));
     services.sort((a, b) => `${a.service.namespace}/${a.service.name}`.localeCompare(`${b.service.namespace}/${b.service.name}`));
-    for (const d of services) for (const ep of d.endpoints) if (!byEndpoint.has(`${ep.ip}:${ep.port}`)) byEndpoint.set(`${ep.ip}:${ep.port}`, d.service);
+    for (const d of services) for (const ep of d.endpoints) if (!byEndpoint.has(`${ep.ip}:${ep.port}`)) byEndpoint.set(`${ep.ip}:${ep.port}`, d);
     inboundServices.set(view, byEndpoint);
   }
   return byEndpoint.get(`${ip}:${port}`);
