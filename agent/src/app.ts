@@ -27,6 +27,8 @@ import { AccessLog, type AccessLogMode } from './telemetry/access-log.js';
 import { matchFlow, parseFlowFilter } from './telemetry/flow-filter.js';
 import { FlowTable } from './telemetry/flow-table.js';
 import { MetricsServer } from './telemetry/metrics-server.js';
+import { RecentRequests } from './telemetry/recent-requests.js';
+import type { RequestObserver } from './telemetry/request-record.js';
 import { nodeMetrics } from './telemetry/node-metrics.js';
 import { TcpMetrics } from './telemetry/tcp-metrics.js';
 import tls from 'node:tls';
@@ -130,7 +132,10 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   );
   const accessLog = new AccessLog(settings.accessLog, { node: settings.node, index: view, trustDomain: settings.trustDomain });
   flows.observe(accessLog);
-  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log });
+  // Both reporters tell the same observers: the L7 proxy (source) and the inbound filters (destination).
+  const recentRequests = new RecentRequests();
+  const requestObservers: RequestObserver[] = [recentRequests];
+  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log, observers: requestObservers });
   const hboneClient = new HboneClient({
     credentials: (identity) => certs.credentials(identity),
     verifyServer: (nodeName, cert) => verifyNode(nodeName, cert, settings.trustDomain),
@@ -166,7 +171,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       },
     },
   });
-  const l7 = new L7Proxy({ index: view, dialer, log });
+  const l7 = new L7Proxy({ index: view, dialer, log, observers: requestObservers });
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
@@ -194,6 +199,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       return flows.rows(redirect.flows(), view()).filter((row) => matchFlow(row, filter));
     },
     '/certs': () => certs.status(),
+    '/requests': (query) => recentRequests.views(query.get('reporter') ?? undefined),
     '/workloads': () => workloads(view(), settings.trustDomain),
     '/services': () => services(view()),
     '/config_dump': () => configDump(view(), settings.configPath),
