@@ -38,6 +38,9 @@ interface RouteInfo {
   retries: number;
 }
 
+/** Client connections idle this long are closed: Envoy's default idle timeout (1 h). */
+const CLIENT_IDLE_MS = 3_600_000;
+
 /** A mirror copy still unanswered after this long is given up. */
 const MIRROR_TIMEOUT_MS = 30_000;
 
@@ -64,8 +67,7 @@ export class L7Proxy {
     this.#deps = deps;
     this.#random = deps.random ?? Math.random;
     this.#policies = new LocalPolicies({ random: this.#random });
-    // Idle client connections stay as long as Envoy's default idle timeout (1 h).
-    this.#h1 = http.createServer({ keepAliveTimeout: 3_600_000, requestTimeout: 0 });
+    this.#h1 = http.createServer({ keepAliveTimeout: CLIENT_IDLE_MS, requestTimeout: 0 });
     this.#h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const conn = this.#connections.get(req.socket);
       if (conn) void this.#handle(conn, h1Downstream(req, res));
@@ -96,6 +98,8 @@ export class L7Proxy {
     // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
     session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
     session.on('stream', (stream, headers, flags) => void this.#handle(conn, h2Downstream(stream, headers, flags)));
+    // Idle clients go after Envoy's default idle timeout, as HTTP/1.1 ones do.
+    session.setTimeout(CLIENT_IDLE_MS, () => session.close());
     return closed;
   }
 
