@@ -44,7 +44,7 @@ describe('nodemesh top layout', () => {
             { route: null, requests: 10, rps: 1, successRate: 1, latencyMs: null },
           ],
         }),
-        service({ reporter: 'destination', service: null, successRate: null, latencyMs: null }),
+        service({ reporter: 'destination', service: null, successRate: null, latencyMs: null, openConnections: null }),
       ]),
       plain,
       80,
@@ -54,7 +54,7 @@ describe('nodemesh top layout', () => {
     assert.match(lines[1] as string, /^out\s+and-a-service-…goes-on-and-on\s+12346\s+100%/);
     assert.match(lines[2] as string, /^\s+ {2}HTTPRoute a-route-…lso-long\s+5\.0\s+100%\s+-\s+-\s+-$/);
     assert.match(lines[3] as string, /^\s+ {2}\(no route\)\s/);
-    assert.match(lines[4] as string, /^in\s+\(unknown\)\s+6\.0\s+-\s+-\s+-\s+-\s+2$/);
+    assert.match(lines[4] as string, /^in\s+\(unknown\)\s+6\.0\s+-\s+-\s+-\s+-\s+-$/);
   });
 
   it('says so when the window is empty', () => {

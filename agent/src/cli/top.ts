@@ -50,7 +50,7 @@ interface Row {
 export function renderTop(snapshot: TopSnapshot, c: Colours, width: number): string[] {
   if (snapshot.services.length === 0) return [`no requests in the last ${snapshot.windowSeconds}s`];
   const rows: Row[] = snapshot.services.flatMap((s: ServiceStats) => [
-    { stats: s, dir: s.reporter === 'source' ? 'out' : 'in', name: s.service ?? '(unknown)', indent: '', conns: String(s.openConnections) },
+    { stats: s, dir: s.reporter === 'source' ? 'out' : 'in', name: s.service ?? '(unknown)', indent: '', conns: s.openConnections === null ? '-' : String(s.openConnections) },
     ...s.routes.map((r) => ({ stats: r, dir: '', name: r.route ?? '(no route)', indent: '  ', conns: '' })),
   ]);
   const cells = rows.map((r) => [r.dir, r.indent + r.name, rate(r.stats.rps), success(r.stats.successRate), ...latencies(r.stats), r.conns]);

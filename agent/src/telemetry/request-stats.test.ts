@@ -54,17 +54,21 @@ describe('RequestStats', () => {
     assert.deepEqual(s[1]?.routes, []);
   });
 
-  it('filters by the service namespace and counts open connections per service and direction', () => {
+  it('filters by the service namespace; counts open outbound connections per service', () => {
     const open = [
       { direction: 'outbound' as const, service: 'shop/web' },
       { direction: 'outbound' as const, service: 'shop/web' },
-      { direction: 'inbound' as const, service: 'shop/web' },
+      { direction: 'inbound' as const },
       { direction: 'outbound' as const },
     ];
     const stats = new RequestStats({ openConnections: () => open });
     stats.request(requestRecord({ startMs: T0 }));
+    stats.request(requestRecord({ startMs: T0, reporter: 'destination' }));
     stats.request(requestRecord({ startMs: T0, destination: { service: { namespace: 'bank', name: 'ledger', port: 80 } } }));
-    assert.deepEqual(stats.snapshot({ namespace: 'shop' }, T0).services.map((x) => [x.service, x.openConnections]), [['shop/web', 2]]);
+    assert.deepEqual(stats.snapshot({ namespace: 'shop' }, T0).services.map((x) => [x.reporter, x.service, x.openConnections]), [
+      ['source', 'shop/web', 2],
+      ['destination', 'shop/web', null],
+    ]);
     assert.deepEqual(stats.snapshot({ namespace: 'bank' }, T0).services.map((x) => [x.service, x.openConnections]), [['bank/ledger', 0]]);
     assert.deepEqual(stats.snapshot({ namespace: 'none' }, T0).services, []);
   });

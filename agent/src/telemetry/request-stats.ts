@@ -15,8 +15,9 @@ export interface ServiceStats extends WindowStats {
   /** "ns/name" of the destination Service; null when the record names none. */
   service: string | null;
   namespace: string | null;
-  /** Open connections of the proxy to this service, in this reporter's direction. */
-  openConnections: number;
+  /** Open outbound connections of this node's pods to the service; null for the destination
+   * reporter, as inbound flows name the pod they reach, not a service. */
+  openConnections: number | null;
   /** Only when some request of the service matched a route; busiest first. */
   routes: RouteStats[];
 }
@@ -99,10 +100,7 @@ export class RequestStats implements RequestObserver {
   /** Services with requests in the window, optionally of one namespace. */
   snapshot(filter: { namespace?: string } = {}, nowMs = Date.now()): TopSnapshot {
     const open = new Map<string, number>();
-    for (const c of this.#openConnections()) {
-      const key = `${c.direction === 'outbound' ? 'source' : 'destination'}|${c.service ?? ''}`;
-      open.set(key, (open.get(key) ?? 0) + 1);
-    }
+    for (const c of this.#openConnections()) if (c.direction === 'outbound' && c.service) open.set(c.service, (open.get(c.service) ?? 0) + 1);
     const services: ServiceStats[] = [];
     for (const [key, e] of this.#services) {
       if (e.window.idle(nowMs)) {
@@ -121,7 +119,7 @@ export class RequestStats implements RequestObserver {
         service: e.service,
         namespace: e.namespace,
         ...e.window.stats(nowMs),
-        openConnections: open.get(key) ?? 0,
+        openConnections: e.reporter === 'source' ? (open.get(e.service ?? '') ?? 0) : null,
         routes: named ? routes.sort(busiest) : [],
       });
     }
