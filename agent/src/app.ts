@@ -2,7 +2,7 @@
 // eBPF capture, outbound and inbound proxies, HBONE, flow table, metrics, access log, admin
 // API) and hands each piece what it needs.
 import type { Logger } from 'pino';
-import { AdminServer } from './admin/server.js';
+import { AdminServer, NdjsonRoute } from './admin/server.js';
 import { configDump, services, workloads } from './admin/views.js';
 import { applyState, workloadIdentity } from './apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
@@ -27,6 +27,8 @@ import { AccessLog, type AccessLogMode } from './telemetry/access-log.js';
 import { matchFlow, parseFlowFilter } from './telemetry/flow-filter.js';
 import { FlowTable } from './telemetry/flow-table.js';
 import { MetricsServer } from './telemetry/metrics-server.js';
+import { RequestStats } from './telemetry/request-stats.js';
+import { parseTapFilter, TapHub } from './telemetry/tap.js';
 import { nodeMetrics } from './telemetry/node-metrics.js';
 import { TcpMetrics } from './telemetry/tcp-metrics.js';
 import tls from 'node:tls';
@@ -166,7 +168,9 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       },
     },
   });
-  const l7 = new L7Proxy({ index: view, dialer, log });
+  const requestStats = new RequestStats({ openConnections: () => flows.openFlows() });
+  const taps = new TapHub();
+  const l7 = new L7Proxy({ index: view, dialer, log, observers: [requestStats, taps] });
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
@@ -193,6 +197,8 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       const filter = parseFlowFilter(query);
       return flows.rows(redirect.flows(), view()).filter((row) => matchFlow(row, filter));
     },
+    '/top': (query) => requestStats.snapshot(query.get('namespace') ? { namespace: query.get('namespace') as string } : {}),
+    '/tap': new NdjsonRoute((query, send) => taps.subscribe(parseTapFilter(query), send)),
     '/certs': () => certs.status(),
     '/workloads': () => workloads(view(), settings.trustDomain),
     '/services': () => services(view()),
