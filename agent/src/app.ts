@@ -31,6 +31,7 @@ import { RequestStats } from './telemetry/request-stats.js';
 import { parseTapFilter, TapHub } from './telemetry/tap.js';
 import { nodeMetrics } from './telemetry/node-metrics.js';
 import { TcpMetrics } from './telemetry/tcp-metrics.js';
+import { Tracing, type TracingSettings } from './telemetry/tracing.js';
 import tls from 'node:tls';
 
 export interface AgentSettings {
@@ -41,6 +42,8 @@ export interface AgentSettings {
   admin: { host: string; port: number };
   metrics: { host: string; port: number };
   accessLog: AccessLogMode;
+  /** Absent: tracing off, trace headers pass through unchanged. */
+  tracing?: TracingSettings;
   logLevel: string;
   outboundPort: number;
   hbonePort: number;
@@ -170,7 +173,9 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   });
   const requestStats = new RequestStats({ openConnections: () => flows.openFlows() });
   const taps = new TapHub();
-  const l7 = new L7Proxy({ index: view, dialer, log, observers: [requestStats, taps] });
+  const tracing = settings.tracing && new Tracing(settings.tracing, { node: settings.node, log });
+  // Tracing also observes request records: the destination's become its SERVER spans.
+  const l7 = new L7Proxy({ index: view, dialer, log, observers: [requestStats, taps, ...(tracing ? [tracing] : [])], ...(tracing ? { tracing } : {}) });
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
@@ -209,7 +214,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     source.stop();
     await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics.close()]);
     l7.close();
-    await Promise.all([hboneClient.close(), accessLog.flush()]);
+    await Promise.all([hboneClient.close(), accessLog.flush(), tracing?.shutdown()]);
     certs.stop();
     // Pins and attachments stay: enrolled pods remain captured (and refused) until the next
     // start replaces them or `nodemesh agent --cleanup` removes them.
@@ -233,6 +238,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       admin: `${settings.admin.host}:${settings.admin.port}`,
       metrics: metrics.address,
       accessLog: settings.accessLog,
+      tracing: settings.tracing ?? 'off',
       cgroupRoot: settings.cgroupRoot,
     },
     'agent ready',

@@ -22,6 +22,7 @@ import { first, forwardHeaders, type HeaderMap } from './headers.js';
 import { grpcTimeoutMs } from './grpc-status.js';
 import { LocalPolicies, type PolicyTarget } from './local-policies.js';
 import type { RequestObserver, RequestRecord } from '../telemetry/request-record.js';
+import type { RequestTracer } from '../telemetry/tracing.js';
 import { RequestBody } from './request-body.js';
 import { pickBackend, RouteTable } from './route-table.js';
 import { UpstreamError, UpstreamPool, type Dial, type UpstreamRequest } from './upstream-pool.js';
@@ -50,6 +51,8 @@ export interface L7Deps {
   log: Logger;
   /** Told of every request once it is over (metrics, access log, tap). */
   observers?: readonly RequestObserver[];
+  /** A span per request, its context sent upstream; without it trace headers pass unchanged. */
+  tracing?: RequestTracer;
   random?: () => number;
 }
 
@@ -127,6 +130,8 @@ export class L7Proxy {
     const startMs = Date.now();
     const started = performance.now();
     const info: RouteInfo = { retries: 0 };
+    const { service, port } = conn.service;
+    const span = this.#deps.tracing?.startClient(ds.headers, { namespace: service.namespace, name: service.name, port: port.port }, ds.method);
     try {
       await this.#route(conn, ds, info);
     } catch (err) {
@@ -151,12 +156,14 @@ export class L7Proxy {
       responseBytes: outcome.bytes,
       retries: info.retries,
       ...(info.requestId ? { requestId: info.requestId } : {}),
+      ...(span ? { traceId: span.traceId, traceparent: span.traceparent } : {}),
       ...(info.route ? { route: info.route } : {}),
       source: { pod: conn.local.pod, ip: conn.flow.sourceIP, identity: this.#deps.dialer.identityOf(conn.local.pod).spiffe },
       destination: { service: info.backend ?? { namespace: conn.service.service.namespace, name: conn.service.service.name, port: conn.service.port.port }, ...(info.endpoint ? { endpoint: info.endpoint } : {}) },
       security: conn.flow.security,
       ...(conn.flow.authorization ? { authorization: conn.flow.authorization } : {}),
     };
+    span?.end(record);
     for (const observer of this.#deps.observers ?? []) observer.request(record);
   }
 
