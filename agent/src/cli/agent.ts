@@ -9,7 +9,7 @@ import { Redirect, findCgroup2Mount } from '../redirect/index.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import { HBONE_PORT } from '../proxy/hbone-protocol.js';
 import { parseAccessLogMode } from '../telemetry/access-log.js';
-import { DEFAULT_SAMPLING, parseTracingSettings } from '../telemetry/tracing.js';
+import { DEFAULT_SAMPLING, parseTracingSettings } from '../telemetry/tracing-settings.js';
 import { ADMIN_DEFAULT, METRICS_DEFAULT, OUTBOUND_PORT } from './defaults.js';
 
 interface AgentFlags {

@@ -5,7 +5,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 import type { HeaderMap } from '../http/headers.js';
 import { memoryLogger } from '../testing/mesh.js';
 import type { RequestRecord } from './request-record.js';
-import { parseTracingSettings, Tracing } from './tracing.js';
+import { Tracing } from './tracing.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT = '00f067aa0ba902b7';
@@ -47,18 +47,6 @@ const traceparentOf = (headers: HeaderMap) => {
   assert.ok(m, `traceparent ${String(headers.traceparent)}`);
   return { traceId: m[1] as string, spanId: m[2] as string, flags: m[3] as string };
 };
-
-describe('tracing flags', () => {
-  it('are off without an endpoint, sample every new trace by default, and name the bad flag', () => {
-    assert.equal(parseTracingSettings(undefined, undefined), undefined);
-    assert.deepEqual(parseTracingSettings('http://collector:4318/v1/traces', undefined), { endpoint: 'http://collector:4318/v1/traces', sampling: 1 });
-    assert.deepEqual(parseTracingSettings('https://c.example/v1/traces', '0.01'), { endpoint: 'https://c.example/v1/traces', sampling: 0.01 });
-    assert.throws(() => parseTracingSettings(undefined, '0.5'), /--tracing-sampling needs --tracing-endpoint/);
-    assert.throws(() => parseTracingSettings('collector:4318', undefined), /--tracing-endpoint must be .*"collector:4318"/);
-    assert.throws(() => parseTracingSettings('ftp://c/v1/traces', undefined), /--tracing-endpoint/);
-    for (const bad of ['1.5', '-0.1', '', 'half']) assert.throws(() => parseTracingSettings('http://c:4318/v1/traces', bad), /--tracing-sampling must be a ratio from 0 to 1/);
-  });
-});
 
 describe('source spans and propagation', () => {
   it('W3C in: a CLIENT child of the caller, its context sent upstream with the same trace id and tracestate', () => {
