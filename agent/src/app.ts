@@ -28,6 +28,7 @@ import { matchFlow, parseFlowFilter } from './telemetry/flow-filter.js';
 import { FlowTable } from './telemetry/flow-table.js';
 import { MetricsServer } from './telemetry/metrics-server.js';
 import { nodeMetrics } from './telemetry/node-metrics.js';
+import { RequestMetrics } from './telemetry/request-metrics.js';
 import { TcpMetrics } from './telemetry/tcp-metrics.js';
 import tls from 'node:tls';
 
@@ -166,7 +167,8 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       },
     },
   });
-  const l7 = new L7Proxy({ index: view, dialer, log });
+  const requestMetrics = new RequestMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain });
+  const l7 = new L7Proxy({ index: view, dialer, log, observers: [requestMetrics, accessLog] });
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
