@@ -39,7 +39,7 @@ export function agentCommand(program: Command): void {
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
     .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
     .option('--metrics <addr>', 'Prometheus metrics address (/metrics, /stats/prometheus)', METRICS_DEFAULT)
-    .option('--access-log <mode>', 'one JSON line per connection on stdout: off | all | sampled:<ratio>', 'all')
+    .option('--access-log <mode>', 'one JSON line per connection and per HTTP request on stdout: off | all | sampled:<ratio> (failures always kept)', 'all')
     .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', DEFAULT_TRUST_DOMAIN)
     .option('--ca-dir <dir>', 'mesh CA root (ca-cert.pem, ca-key.pem): loaded, or created on first start; share it between nodes', '/var/lib/nodemesh/ca')
     .option('--cert-lifetime <seconds>', 'lifetime of workload certificates (renewed at half life)', '86400')
