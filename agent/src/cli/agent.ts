@@ -42,7 +42,7 @@ export function agentCommand(program: Command): void {
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
     .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
     .option('--metrics <addr>', 'Prometheus metrics address (/metrics, /stats/prometheus)', METRICS_DEFAULT)
-    .option('--access-log <mode>', 'one JSON line per connection on stdout: off | all | sampled:<ratio>', 'all')
+    .option('--access-log <mode>', 'one JSON line per connection and per HTTP request on stdout: off | all | sampled:<ratio> (failures always kept)', 'all')
     .option('--tracing-endpoint <url>', 'export spans of proxied requests over OTLP/HTTP to this URL, e.g. http://collector:4318/v1/traces (default: tracing off)')
     .option('--tracing-sampling <ratio>', `share of new traces sampled, 0 to 1; requests arriving with a sampling decision keep it (default: ${DEFAULT_SAMPLING})`)
     .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', DEFAULT_TRUST_DOMAIN)
