@@ -1,14 +1,14 @@
 // Both reporters end to end on the netns testbed: a client pod sends HTTP/1.1, h2c and gRPC
 // requests to a backend on its own node and to one on the other node (HBONE); the source
-// node's L7 proxy and the destination's inbound filters each record every request, and the
-// two sets of records (the agents' admin /requests) match one to one by request id.
+// node's L7 proxy and the destination's inbound filters each record every request: the
+// access log lines of both reporters match one to one by request id, and istio_requests_total
+// counts the same at both ends.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Testbed } from '../scripts/testbed/testbed.js';
 import { AgentProcess, FIXTURES } from '../scripts/testbed/agent.js';
 import { serviceDoc, testbedDocs, writeConfig, type Doc } from '../scripts/testbed/mesh-config.js';
-import type { RequestView } from '../agent/src/telemetry/recent-requests.js';
 
 const isRoot = process.getuid?.() === 0;
 const NS = 'shop';
@@ -30,6 +30,24 @@ interface LoadResult {
   statuses: Record<string, number>;
   errors: Record<string, number>;
 }
+/** An access log line of one request (telemetry/access-log.ts). */
+interface AccessLine {
+  msg: string;
+  reporter: 'source' | 'destination';
+  src: { addr: string; pod: string | null; namespace: string | null; identity: string | null };
+  dst: { service: string | null; pod: string | null; namespace: string | null };
+  endpoint: { addr: string; node: string } | null;
+  protocol: 'http' | 'grpc';
+  httpVersion: string;
+  method: string;
+  path: string;
+  status: number;
+  grpcStatus: number | null;
+  responseFlags: string;
+  requestId: string | null;
+  authorization: { decision: string; policy?: string } | null;
+  security: string;
+}
 interface GrpcResult {
   ok: number;
   codes: Record<string, number>;
@@ -47,10 +65,25 @@ describe('request telemetry at both ends: source and destination reporters agree
   };
   const load = (url: string, args: string[] = []) =>
     fixtureJson<LoadResult>('http-load.mjs', ['--url', url, '--requests', String(N), '--concurrency', '2', '--timeout-ms', '3000', '--max-ms', '40000', ...args]);
-  const requests = async (node: string, reporter: 'source' | 'destination'): Promise<RequestView[]> => {
-    const r = await tb.exec({ node }, ['curl', '-sS', '--max-time', '3', `http://127.0.0.1:15000/requests?reporter=${reporter}`]);
+  /** The request lines of a node's access log (the agent's stdout). */
+  const accessLog = (node: string, reporter: AccessLine['reporter']): AccessLine[] =>
+    agents
+      .get(node)!
+      .output.split('\n')
+      .filter((l) => l.includes('"msg":"request"'))
+      .map((l) => JSON.parse(l) as AccessLine)
+      .filter((l) => l.reporter === reporter);
+  /** istio_requests_total of a node by reporter and the labels both ends must agree on. */
+  const requestCounts = async (node: string): Promise<Map<string, number>> => {
+    const r = await tb.exec({ node }, ['curl', '-sS', '--max-time', '3', 'http://127.0.0.1:15020/metrics']);
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as RequestView[];
+    const counts = new Map<string, number>();
+    for (const line of r.stdout.split('\n').filter((l) => l.startsWith('istio_requests_total{'))) {
+      const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+      const key = ['reporter', 'request_protocol', 'response_code', 'grpc_response_status', 'destination_service', 'destination_workload', 'source_workload', 'connection_security_policy'].map((k) => labels[k]).join(' ');
+      counts.set(key, (counts.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+    }
+    return counts;
   };
 
   before(async () => {
@@ -121,36 +154,38 @@ describe('request telemetry at both ends: source and destination reporters agree
     assert.deepEqual(denied.statuses, { 403: 5 }, 'the destination denied these itself');
     sent.http += 5;
 
-    const source = await requests('n1', 'source');
-    assert.equal(source.length, sent.http + sent.grpc, 'the source reported every request once');
-    // The last answers' records may trail the clients' exit by a moment.
-    const destination = await agents.get('n1')!.until('destination records on both nodes', async () => {
-      const all = [...(await requests('n1', 'destination')), ...(await requests('n2', 'destination'))];
-      return all.length >= source.length ? all : undefined;
+    const total = sent.http + sent.grpc;
+    // The log is written asynchronously, and the last answers' records may trail the clients.
+    const [source, destination] = await agents.get('n1')!.until('access log lines of both reporters', async () => {
+      const s = accessLog('n1', 'source');
+      const d = [...accessLog('n1', 'destination'), ...accessLog('n2', 'destination')];
+      return s.length >= total && d.length >= total ? [s, d] : undefined;
     });
-    assert.equal(destination.length, source.length, 'the destination reported every request once');
+    assert.equal(source.length, total, 'the source reported every request once');
+    assert.equal(destination.length, total, 'the destination reported every request once');
 
     // One to one by request id: same protocol, version, method, path, status and gRPC status.
-    const key = (r: RequestView) => [r.protocol, r.httpVersion, r.method, r.path, r.status, r.grpcStatus].join(' ');
+    const key = (r: AccessLine) => [r.protocol, r.httpVersion, r.method, r.path, r.status, r.grpcStatus].join(' ');
     const byId = new Map(destination.map((r) => [r.requestId, r]));
     assert.equal(byId.size, destination.length, 'request ids are unique');
     for (const s of source) {
       const d = byId.get(s.requestId);
       assert.ok(d, `no destination record for ${s.requestId} (${key(s)})`);
       assert.equal(key(d), key(s), s.requestId ?? '');
-      const t = TARGETS.find((x) => x.pod === d.destination.pod);
-      assert.ok(t, `destination pod ${d.destination.pod}`);
-      assert.equal(s.destination.pod, d.destination.pod, 'the endpoint the source chose is the one that reported');
+      const t = TARGETS.find((x) => `${x.pod}` === `${d.dst.namespace}/${d.dst.pod}`);
+      assert.ok(t, `destination pod ${d.dst.pod}`);
+      assert.equal(s.endpoint?.addr, d.endpoint?.addr, 'the endpoint the source chose is the one that reported');
+      assert.equal(d.endpoint?.node, t.node);
       assert.equal(d.security, t.security);
-      assert.equal(d.source.identity, CLIENT_ID);
-      assert.equal(d.source.pod, 'shop/client');
-      assert.equal(d.destination.service?.split(':')[0], s.destination.service?.split(':')[0]);
+      assert.equal(d.src.identity, CLIENT_ID);
+      assert.equal(d.src.pod, 'client');
+      assert.equal(d.dst.service, s.dst.service);
       assert.equal(d.responseFlags, '-');
-      assert.equal(d.authorization?.allowed, d.path !== '/denied', key(d));
+      assert.equal(d.authorization?.decision, d.path === '/denied' ? 'deny' : 'allow', key(d));
     }
 
     // The protocols were what the clients spoke, and gRPC statuses came through at both ends.
-    const count = (rs: RequestView[], f: (r: RequestView) => boolean) => rs.filter(f).length;
+    const count = (rs: AccessLine[], f: (r: AccessLine) => boolean) => rs.filter(f).length;
     for (const rs of [source, destination]) {
       assert.equal(count(rs, (r) => r.protocol === 'http' && r.httpVersion === '1.1'), 2 * (N + 5));
       assert.equal(count(rs, (r) => r.protocol === 'http' && r.httpVersion === '2'), 2 * N + 5);
@@ -162,5 +197,23 @@ describe('request telemetry at both ends: source and destination reporters agree
     const deniedRecord = destination.find((r) => r.path === '/denied');
     assert.equal(deniedRecord?.authorization?.policy, 'shop/deny-denied');
     assert.equal(deniedRecord?.status, 403);
+
+    // istio_requests_total: per protocol, code, gRPC status, service and workloads, the
+    // destination reporters (both nodes) count what the source counted.
+    const [n1, n2] = await Promise.all([requestCounts('n1'), requestCounts('n2')]);
+    const byReporter = (reporter: string) => {
+      const out: Record<string, number> = {};
+      for (const m of [n1, n2]) for (const [k, v] of m) if (k.startsWith(`${reporter} `)) out[k.slice(reporter.length + 1)] = (out[k.slice(reporter.length + 1)] ?? 0) + v;
+      return out;
+    };
+    const fromSource = byReporter('source');
+    assert.equal(Object.values(fromSource).reduce((a, b) => a + b, 0), total);
+    // The connection_security_policy of the source is what it dialled with; compare the rest.
+    const withoutSecurity = (o: Record<string, number>) => {
+      const out: Record<string, number> = {};
+      for (const [k, v] of Object.entries(o)) out[k.slice(0, k.lastIndexOf(' '))] = (out[k.slice(0, k.lastIndexOf(' '))] ?? 0) + v;
+      return out;
+    };
+    assert.deepEqual(withoutSecurity(byReporter('destination')), withoutSecurity(fromSource));
   });
 });

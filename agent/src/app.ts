@@ -2,7 +2,7 @@
 // eBPF capture, outbound and inbound proxies, HBONE, flow table, metrics, access log, admin
 // API) and hands each piece what it needs.
 import type { Logger } from 'pino';
-import { AdminServer } from './admin/server.js';
+import { AdminServer, NdjsonRoute } from './admin/server.js';
 import { configDump, services, workloads } from './admin/views.js';
 import { applyState, workloadIdentity } from './apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
@@ -27,10 +27,12 @@ import { AccessLog, type AccessLogMode } from './telemetry/access-log.js';
 import { matchFlow, parseFlowFilter } from './telemetry/flow-filter.js';
 import { FlowTable } from './telemetry/flow-table.js';
 import { MetricsServer } from './telemetry/metrics-server.js';
-import { RecentRequests } from './telemetry/recent-requests.js';
-import type { RequestObserver } from './telemetry/request-record.js';
+import { RequestStats } from './telemetry/request-stats.js';
+import { parseTapFilter, TapHub } from './telemetry/tap.js';
 import { nodeMetrics } from './telemetry/node-metrics.js';
+import { RequestMetrics } from './telemetry/request-metrics.js';
 import { TcpMetrics } from './telemetry/tcp-metrics.js';
+import type { TracingSettings } from './telemetry/tracing-settings.js';
 import tls from 'node:tls';
 
 export interface AgentSettings {
@@ -41,6 +43,8 @@ export interface AgentSettings {
   admin: { host: string; port: number };
   metrics: { host: string; port: number };
   accessLog: AccessLogMode;
+  /** Absent: tracing off, trace headers pass through unchanged. */
+  tracing?: TracingSettings;
   logLevel: string;
   outboundPort: number;
   hbonePort: number;
@@ -132,10 +136,16 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   );
   const accessLog = new AccessLog(settings.accessLog, { node: settings.node, index: view, trustDomain: settings.trustDomain });
   flows.observe(accessLog);
-  // Both reporters tell the same observers: the L7 proxy (source) and the inbound filters (destination).
-  const recentRequests = new RecentRequests();
-  const requestObservers: RequestObserver[] = [recentRequests];
-  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log, observers: requestObservers });
+  const requestMetrics = new RequestMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain });
+  const requestStats = new RequestStats({ openConnections: () => flows.openFlows() });
+  const taps = new TapHub();
+  // Loaded only when asked for: the SDK adds some 20 MB and 150 ms to the agent's start.
+  const tracing = settings.tracing && new (await import('./telemetry/tracing.js')).Tracing(settings.tracing, { node: settings.node, log });
+  // Every request record, from both reporters (the L7 proxy at the source, the inbound filters
+  // at the destination), goes to metrics, the access log, top, tap and (as the destination's
+  // SERVER spans) tracing.
+  const observers = [requestMetrics, accessLog, requestStats, taps, ...(tracing ? [tracing] : [])];
+  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log, observers });
   const hboneClient = new HboneClient({
     credentials: (identity) => certs.credentials(identity),
     verifyServer: (nodeName, cert) => verifyNode(nodeName, cert, settings.trustDomain),
@@ -171,7 +181,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       },
     },
   });
-  const l7 = new L7Proxy({ index: view, dialer, log, observers: requestObservers });
+  const l7 = new L7Proxy({ index: view, dialer, log, observers, ...(tracing ? { tracing } : {}) });
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
@@ -198,8 +208,9 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       const filter = parseFlowFilter(query);
       return flows.rows(redirect.flows(), view()).filter((row) => matchFlow(row, filter));
     },
+    '/top': (query) => requestStats.snapshot(query.get('namespace') ? { namespace: query.get('namespace') as string } : {}),
+    '/tap': new NdjsonRoute((query, send) => taps.subscribe(parseTapFilter(query), send)),
     '/certs': () => certs.status(),
-    '/requests': (query) => recentRequests.views(query.get('reporter') ?? undefined),
     '/workloads': () => workloads(view(), settings.trustDomain),
     '/services': () => services(view()),
     '/config_dump': () => configDump(view(), settings.configPath),
@@ -209,7 +220,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     source.stop();
     await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics.close()]);
     l7.close();
-    await Promise.all([hboneClient.close(), accessLog.flush()]);
+    await Promise.all([hboneClient.close(), accessLog.flush(), tracing?.shutdown()]);
     certs.stop();
     // Pins and attachments stay: enrolled pods remain captured (and refused) until the next
     // start replaces them or `nodemesh agent --cleanup` removes them.
@@ -233,6 +244,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       admin: `${settings.admin.host}:${settings.admin.port}`,
       metrics: metrics.address,
       accessLog: settings.accessLog,
+      tracing: settings.tracing ?? 'off',
       cgroupRoot: settings.cgroupRoot,
     },
     'agent ready',

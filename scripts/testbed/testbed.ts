@@ -144,6 +144,14 @@ export class Testbed {
     return child;
   }
 
+  /** Starts a fixture on a node's host (its netns, no pod cgroup), e.g. a collector the node's
+   * agent reports to; resolves once it prints "ready"; killed by destroy(). */
+  async startNodeFixture(node: string, script: string, args: string[] = []): Promise<ChildProcess> {
+    const child = this.spawn({ node }, [process.execPath, fixturePath(script), ...args]);
+    await waitReady(child, `${script} on node "${node}"`);
+    return child;
+  }
+
   /** Node, Namespace and Pod documents for the agent's standalone config. */
   nodeYaml(): string {
     return nodeYaml(this.#spec, this.#plan, (pod) => this.podCgroup(pod));

@@ -1,4 +1,5 @@
-// The CLI's side of the admin API: one GET, errors that say where the agent was expected.
+// The CLI's side of the admin API: one GET or one NDJSON stream, errors that say where the
+// agent was expected.
 import http from 'node:http';
 import { NodemeshError } from '../errors.js';
 
@@ -19,27 +20,72 @@ export function adminGet<T>(address: { host: string; port: number }, path: strin
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => {
-        if (res.statusCode === 400) {
-          // The agent refused an argument: its message names the flag.
-          reject(new NodemeshError('NM_ERR_CLI_ARGUMENT', (JSON.parse(body) as { error: string }).error));
-          return;
-        }
         if (res.statusCode !== 200) {
-          reject(new NodemeshError('NM_ERR_ADMIN_UNREACHABLE', `admin API ${where}${path} answered ${res.statusCode}: ${body.trim()}`));
+          reject(refusal(res.statusCode, body, `${where}${path}`));
           return;
         }
         resolve(JSON.parse(body) as T);
       });
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) =>
-      reject(
-        new NodemeshError(
-          'NM_ERR_ADMIN_UNREACHABLE',
-          `cannot reach the agent's admin API at ${where}: ${err.code ?? err.message}. ` +
-            'Is `nodemesh agent` running on this node (and in this network namespace)? Use --admin to point elsewhere.',
-        ),
-      ),
-    );
+    req.on('error', (err: NodeJS.ErrnoException) => reject(unreachable(where, err)));
   });
+}
+
+function refusal(status: number | undefined, body: string, what: string): NodemeshError {
+  // 400: the agent refused an argument; its message names the flag.
+  if (status === 400) return new NodemeshError('NM_ERR_CLI_ARGUMENT', (JSON.parse(body) as { error: string }).error);
+  return new NodemeshError('NM_ERR_ADMIN_UNREACHABLE', `admin API ${what} answered ${status}: ${body.trim()}`);
+}
+
+function unreachable(where: string, err: NodeJS.ErrnoException): NodemeshError {
+  return new NodemeshError(
+    'NM_ERR_ADMIN_UNREACHABLE',
+    `cannot reach the agent's admin API at ${where}: ${err.code ?? err.message}. ` +
+      'Is `nodemesh agent` running on this node (and in this network namespace)? Use --admin to point elsewhere.',
+  );
+}
+
+export interface AdminStream {
+  /** Resolves after stop(); rejects when the agent cannot be reached, refuses, or ends the stream. */
+  done: Promise<void>;
+  stop(): void;
+}
+
+/** GET a newline-delimited JSON stream; each value goes to `onValue` as its line arrives. */
+export function adminStream<T>(address: { host: string; port: number }, path: string, onValue: (value: T) => void): AdminStream {
+  const where = `${address.host}:${address.port}`;
+  let stopped = false;
+  let req: http.ClientRequest | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    req = http.get({ ...address, path }, (res) => {
+      let buffered = '';
+      res.setEncoding('utf8');
+      if (res.statusCode !== 200) {
+        res.on('data', (chunk: string) => (buffered += chunk));
+        res.on('end', () => reject(refusal(res.statusCode, buffered, `${where}${path}`)));
+        return;
+      }
+      res.on('data', (chunk: string) => {
+        buffered += chunk;
+        for (let nl = buffered.indexOf('\n'); nl >= 0 && !stopped; nl = buffered.indexOf('\n')) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line) onValue(JSON.parse(line) as T);
+        }
+      });
+      res.on('error', () => undefined);
+      res.on('close', () =>
+        stopped ? resolve() : reject(new NodemeshError('NM_ERR_ADMIN_UNREACHABLE', `the agent at ${where} ended the ${path.split('?')[0]} stream (agent stopped?)`)),
+      );
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => (stopped ? resolve() : reject(unreachable(where, err))));
+  });
+  return {
+    done,
+    stop: () => {
+      stopped = true;
+      req?.destroy();
+    },
+  };
 }

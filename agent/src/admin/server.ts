@@ -1,10 +1,24 @@
-// Admin API (:15000, loopback by default): read-only JSON views of the node for the CLI.
+// Admin API (:15000, loopback by default): read-only JSON views of the node for the CLI, and
+// newline-delimited JSON streams (tap) that last until the client goes away.
 import { listen } from '../listen.js';
 import http from 'node:http';
 import { NodemeshError } from '../errors.js';
 
+/**
+ * A streaming endpoint: `open` checks the query (a bad parameter throws, as for a view) and
+ * starts calling `send`, one JSON line each; the stop it returns runs when the client leaves
+ * or the server closes. A line that would only queue behind a slow reader is dropped.
+ */
+export class NdjsonRoute {
+  readonly open: (query: URLSearchParams, send: (value: unknown) => void) => () => void;
+
+  constructor(open: NdjsonRoute['open']) {
+    this.open = open;
+  }
+}
+
 /** A route may read query parameters (filters); a bad one throws NM_ERR_CLI_ARGUMENT: a 400. */
-export type AdminRoutes = Record<string, (query: URLSearchParams) => unknown>;
+export type AdminRoutes = Record<string, ((query: URLSearchParams) => unknown) | NdjsonRoute>;
 
 export class AdminServer {
   readonly #server: http.Server;
@@ -19,7 +33,8 @@ export class AdminServer {
         return;
       }
       try {
-        send(res, 200, route(url.searchParams));
+        if (route instanceof NdjsonRoute) stream(res, route, url.searchParams);
+        else send(res, 200, route(url.searchParams));
       } catch (err) {
         send(res, err instanceof NodemeshError && err.code === 'NM_ERR_CLI_ARGUMENT' ? 400 : 500, { error: err instanceof Error ? err.message : String(err) });
       }
@@ -40,4 +55,13 @@ export class AdminServer {
 function send(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
   res.writeHead(status, { 'content-type': 'application/json' }).end(`${text}\n`);
+}
+
+function stream(res: http.ServerResponse, route: NdjsonRoute, query: URLSearchParams): void {
+  const stop = route.open(query, (value) => {
+    if (!res.writableNeedDrain && !res.destroyed) res.write(`${JSON.stringify(value)}\n`);
+  });
+  res.on('close', stop);
+  // Headers now, so the client knows the stream is open before the first line.
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' }).flushHeaders();
 }

@@ -9,6 +9,7 @@ import { Redirect, findCgroup2Mount } from '../redirect/index.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import { HBONE_PORT } from '../proxy/hbone-protocol.js';
 import { parseAccessLogMode } from '../telemetry/access-log.js';
+import { DEFAULT_SAMPLING, parseTracingSettings } from '../telemetry/tracing-settings.js';
 import { ADMIN_DEFAULT, METRICS_DEFAULT, OUTBOUND_PORT } from './defaults.js';
 
 interface AgentFlags {
@@ -19,6 +20,8 @@ interface AgentFlags {
   admin: string;
   metrics: string;
   accessLog: string;
+  tracingEndpoint?: string;
+  tracingSampling?: string;
   logLevel: string;
   trustDomain: string;
   caDir: string;
@@ -39,7 +42,9 @@ export function agentCommand(program: Command): void {
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
     .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
     .option('--metrics <addr>', 'Prometheus metrics address (/metrics, /stats/prometheus)', METRICS_DEFAULT)
-    .option('--access-log <mode>', 'one JSON line per connection on stdout: off | all | sampled:<ratio>', 'all')
+    .option('--access-log <mode>', 'one JSON line per connection and per HTTP request on stdout: off | all | sampled:<ratio> (failures always kept)', 'all')
+    .option('--tracing-endpoint <url>', 'export spans of proxied requests over OTLP/HTTP to this URL, e.g. http://collector:4318/v1/traces (default: tracing off)')
+    .option('--tracing-sampling <ratio>', `share of new traces sampled, 0 to 1; requests arriving with a sampling decision keep it (default: ${DEFAULT_SAMPLING})`)
     .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', DEFAULT_TRUST_DOMAIN)
     .option('--ca-dir <dir>', 'mesh CA root (ca-cert.pem, ca-key.pem): loaded, or created on first start; share it between nodes', '/var/lib/nodemesh/ca')
     .option('--cert-lifetime <seconds>', 'lifetime of workload certificates (renewed at half life)', '86400')
@@ -94,6 +99,7 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     admin: parseAddress(flags.admin, '--admin'),
     metrics: parseAddress(flags.metrics, '--metrics'),
     accessLog: parseAccessLogMode(flags.accessLog),
+    tracing: parseTracingSettings(flags.tracingEndpoint, flags.tracingSampling),
     logLevel: flags.logLevel,
     outboundPort: OUTBOUND_PORT,
     hbonePort: HBONE_PORT,

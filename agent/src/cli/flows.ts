@@ -5,15 +5,14 @@ import { adminGet, parseAddress } from '../admin/client.js';
 import { FLOW_FILTER_KEYS, type FlowFilter } from '../telemetry/flow-filter.js';
 import type { FlowRow } from '../telemetry/flow-table.js';
 import { ADMIN_DEFAULT } from './defaults.js';
-import { bytes, clip, colours, duration, painter, table, type Colours } from './table.js';
+import { live } from './live.js';
+import { bytes, colours, duration, painter, table, type Colours } from './table.js';
 
 interface FlowsFlags extends FlowFilter {
   admin: string;
   json?: boolean;
   watch?: boolean;
 }
-
-const WATCH_INTERVAL_MS = 1000;
 
 export function flowsCommand(program: Command): void {
   program
@@ -36,7 +35,7 @@ export function flowsCommand(program: Command): void {
         process.stdout.write(flags.json ? `${JSON.stringify(rows, null, 2)}\n` : `${render(rows, colours()).join('\n')}\n`);
         return;
       }
-      await watch(fetchRows, flags.json === true);
+      await live({ fetch: fetchRows, render, summary: (rows) => `${rows.length} flows`, json: flags.json === true });
     });
 }
 
@@ -66,50 +65,4 @@ function render(rows: readonly FlowRow[], c: Colours): string[] {
     }),
   );
   return out.split('\n');
-}
-
-/**
- * On a terminal: redraw in place, clipped to the window so a frame never scrolls. Otherwise
- * (a pipe, a file): one full snapshot per second, separated by a blank line.
- */
-async function watch(fetchRows: () => Promise<FlowRow[]>, json: boolean): Promise<void> {
-  const out = process.stdout;
-  const tty = out.isTTY === true && !json;
-  const c = colours();
-  let stopped = false;
-  let wake = () => undefined as void;
-  process.once('SIGINT', () => {
-    stopped = true;
-    wake();
-  });
-  if (tty) out.write('\x1b[?25l\x1b[2J');
-  try {
-    for (let first = true; !stopped; first = false) {
-      const rows = await fetchRows();
-      if (stopped) break;
-      if (json) out.write(`${JSON.stringify(rows)}\n`);
-      else if (tty) out.write(frame(rows, c, out));
-      else out.write(`${first ? '' : '\n'}${render(rows, c).join('\n')}\n`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, WATCH_INTERVAL_MS);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  } finally {
-    if (tty) out.write('\x1b[?25h\n');
-  }
-}
-
-/** Home, then each line clearing its old tail, then clear below: no flicker, no scroll. */
-function frame(rows: readonly FlowRow[], c: Colours, out: NodeJS.WriteStream): string {
-  const height = Math.max(3, (out.rows || 24) - 1);
-  const width = out.columns || 80;
-  const lines = render(rows, c);
-  const room = height - 1;
-  const shown = lines.length > room ? [...lines.slice(0, room - 1), c.dim(`… ${lines.length - room + 1} more rows`)] : lines;
-  const status = c.dim(`${new Date().toLocaleTimeString()}  ${rows.length} flows, every 1s; Ctrl-C to stop`);
-  return `\x1b[H${[status, ...shown].map((l) => `${clip(l, width)}\x1b[K`).join('\n')}\x1b[J`;
 }

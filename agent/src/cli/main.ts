@@ -8,6 +8,8 @@ import { configCommand } from './config.js';
 import { flowsCommand } from './flows.js';
 import { servicesCommand } from './services.js';
 import { statusCommand } from './status.js';
+import { tapCommand } from './tap.js';
+import { topCommand } from './top.js';
 import { workloadsCommand } from './workloads.js';
 
 const program = new Command('nodemesh')
@@ -16,6 +18,8 @@ const program = new Command('nodemesh')
   .exitOverride();
 agentCommand(program);
 flowsCommand(program);
+topCommand(program);
+tapCommand(program);
 statusCommand(program);
 certsCommand(program);
 workloadsCommand(program);

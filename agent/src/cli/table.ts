@@ -72,3 +72,29 @@ export function clip(line: string, width: number): string {
   }
   return out;
 }
+
+/** At most `width` characters: the start, then "…". */
+export function truncate(text: string, width: number): string {
+  if (text.length <= width) return text;
+  return width <= 0 ? '' : `${text.slice(0, width - 1)}…`;
+}
+
+/** "namespace/name" in at most `width` characters: whole, else the name alone, else its ends. */
+export function shortName(key: string, width: number): string {
+  if (key.length <= width) return key;
+  const name = key.slice(key.indexOf('/') + 1);
+  if (name.length <= width) return name;
+  if (width <= 1) return name.slice(0, Math.max(0, width));
+  const head = Math.ceil((width - 1) / 2);
+  return `${name.slice(0, head)}…${name.slice(name.length - (width - 1 - head))}`;
+}
+
+/** A latency in at most 6 characters: 0.42ms, 12.3ms, 123ms, 1.23s, 12.3s. */
+export function ms(n: number): string {
+  if (n < 10) return `${n.toFixed(2)}ms`;
+  if (n < 100) return `${n.toFixed(1)}ms`;
+  if (n < 1000) return `${Math.round(n)}ms`;
+  if (n < 10_000) return `${(n / 1000).toFixed(2)}s`;
+  if (n < 100_000) return `${(n / 1000).toFixed(1)}s`;
+  return `${Math.round(n / 1000)}s`;
+}

@@ -25,6 +25,8 @@ export interface HttpExchange {
   /** Path with query, as the source sent it. */
   path: string;
   requestId?: string;
+  /** As the request arrived: the source proxy's span, when tracing is on there. */
+  traceparent?: string;
   /** The final status sent to the source (the pod's, or a local answer's); 0 when none was. */
   status: number;
   /** From the trailers, or the head of a trailers-only answer. */
@@ -56,7 +58,7 @@ export class ExchangeTally {
   readonly #started = performance.now();
   #ended = false;
 
-  constructor(gate: HttpGate, request: Pick<HttpExchange, 'httpVersion' | 'grpc' | 'method' | 'authority' | 'path' | 'requestId'>) {
+  constructor(gate: HttpGate, request: Pick<HttpExchange, 'httpVersion' | 'grpc' | 'method' | 'authority' | 'path' | 'requestId' | 'traceparent'>) {
     this.#gate = gate;
     this.exchange = { startMs: Date.now(), ...request, status: 0, requestBytes: 0, responseBytes: 0 };
   }

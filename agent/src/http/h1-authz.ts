@@ -143,6 +143,7 @@ class H1Filter {
       authority: values(head.headers, 'host')[0] ?? '',
       path: head.target,
       requestId: values(head.headers, 'x-request-id')[0],
+      traceparent: values(head.headers, 'traceparent')[0],
     });
     this.#undecided = tally;
     const http = attributes(head);

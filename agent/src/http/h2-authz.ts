@@ -47,6 +47,7 @@ export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Lo
       authority: host,
       path: String(headers[':path'] ?? ''),
       requestId: typeof headers['x-request-id'] === 'string' ? headers['x-request-id'] : undefined,
+      traceparent: typeof headers.traceparent === 'string' ? headers.traceparent : undefined,
     });
     stream.on('data', (chunk: Buffer) => (tally.exchange.requestBytes += chunk.length));
     const path = normalizePath(tally.exchange.path);

@@ -23,6 +23,7 @@ import { first, forwardHeaders, type HeaderMap } from './headers.js';
 import { grpcTimeoutMs } from './grpc-status.js';
 import { LocalPolicies, type PolicyTarget } from './local-policies.js';
 import type { RequestObserver, RequestRecord } from '../telemetry/request-record.js';
+import type { RequestTracer } from '../telemetry/tracing.js';
 import { RequestBody } from './request-body.js';
 import { pickBackend, RouteTable } from './route-table.js';
 import { UpstreamError, UpstreamPool, type Dial, type UpstreamRequest } from './upstream-pool.js';
@@ -39,6 +40,9 @@ interface RouteInfo {
   retries: number;
 }
 
+/** Client connections idle this long are closed: Envoy's default idle timeout (1 h). */
+const CLIENT_IDLE_MS = 3_600_000;
+
 /** A mirror copy still unanswered after this long is given up. */
 const MIRROR_TIMEOUT_MS = 30_000;
 
@@ -48,6 +52,8 @@ export interface L7Deps {
   log: Logger;
   /** Told of every request once it is over (metrics, access log, tap). */
   observers?: readonly RequestObserver[];
+  /** A span per request, its context sent upstream; without it trace headers pass unchanged. */
+  tracing?: RequestTracer;
   random?: () => number;
 }
 
@@ -65,8 +71,7 @@ export class L7Proxy {
     this.#deps = deps;
     this.#random = deps.random ?? Math.random;
     this.#policies = new LocalPolicies({ random: this.#random });
-    // Idle client connections stay as long as Envoy's default idle timeout (1 h).
-    this.#h1 = http.createServer({ keepAliveTimeout: 3_600_000, requestTimeout: 0 });
+    this.#h1 = http.createServer({ keepAliveTimeout: CLIENT_IDLE_MS, requestTimeout: 0 });
     this.#h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const conn = this.#connections.get(req.socket);
       if (conn) void this.#handle(conn, h1Downstream(req, res));
@@ -97,6 +102,8 @@ export class L7Proxy {
     // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
     session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
     session.on('stream', (stream, headers, flags) => void this.#handle(conn, h2Downstream(stream, headers, flags)));
+    // Idle clients go after Envoy's default idle timeout, as HTTP/1.1 ones do.
+    session.setTimeout(CLIENT_IDLE_MS, () => session.close());
     return closed;
   }
 
@@ -124,6 +131,8 @@ export class L7Proxy {
     const startMs = Date.now();
     const started = performance.now();
     const info: RouteInfo = { retries: 0 };
+    const { service, port } = conn.service;
+    const span = this.#deps.tracing?.startClient(ds.headers, { namespace: service.namespace, name: service.name, port: port.port }, ds.method);
     try {
       await this.#route(conn, ds, info);
     } catch (err) {
@@ -148,12 +157,14 @@ export class L7Proxy {
       responseBytes: outcome.bytes,
       retries: info.retries,
       ...(info.requestId ? { requestId: info.requestId } : {}),
+      ...(span ? { traceId: span.traceId, traceparent: span.traceparent } : {}),
       ...(info.route ? { route: info.route } : {}),
       source: { pod: conn.local.pod, ip: conn.flow.sourceIP, identity: this.#deps.dialer.identityOf(conn.local.pod).spiffe },
       destination: { service: info.backend ?? { namespace: conn.service.service.namespace, name: conn.service.service.name, port: conn.service.port.port }, ...(info.endpoint ? { endpoint: info.endpoint } : {}) },
       security: conn.flow.security,
       ...(conn.flow.authorization ? { authorization: conn.flow.authorization } : {}),
     };
+    span?.end(record);
     for (const observer of this.#deps.observers ?? []) observer.request(record);
   }
 

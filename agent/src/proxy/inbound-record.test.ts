@@ -15,6 +15,7 @@ import { relay } from './relay.js';
 // filters, which emit one RequestRecord per request. Loopback stands in for the pod network:
 // pod web-1 is 127.0.0.2 on node n1 (127.0.0.1), behind Service shop/web.
 const CLIENT = 'cluster.local/ns/shop/sa/client';
+const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 const policy = (name: string, spec: string) =>
   `---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: ${name}, namespace: shop }\nspec: ${spec}\n`;
 const DENY_ADMIN = policy('deny-admin', `{ action: DENY, rules: [{ to: [{ operation: { paths: ['/admin*', '/pkg.Admin/*'] } }] }] }`);
@@ -165,7 +166,7 @@ ${policies.join('')}`,
   it('HTTP/1.1 keep-alive: one record per request, body sizes without chunk framing; the pod gets the exact bytes', async () => {
     next = { port: h1Port, protocol: 'h1' };
     const sent =
-      'GET /a?x=1 HTTP/1.1\r\nhost: web.shop\r\nx-request-id: r-1\r\n\r\n' +
+      `GET /a?x=1 HTTP/1.1\r\nhost: web.shop\r\nx-request-id: r-1\r\ntraceparent: ${TRACEPARENT}\r\n\r\n` +
       'POST /b HTTP/1.1\r\nhost: web.shop\r\ncontent-length: 5\r\n\r\nhello' +
       'POST /c HTTP/1.1\r\nhost: web.shop\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n' +
       'GET /missing HTTP/1.1\r\nhost: web.shop\r\n\r\n';
@@ -190,7 +191,9 @@ ${policies.join('')}`,
     assert.equal(first?.retries, 0);
     assert.equal(first?.security, 'mutual_tls');
     assert.equal(first?.source.identity, `spiffe://${CLIENT}`);
-    assert.equal(first?.source.pod?.name, 'client', 'the pod at the source address with the verified identity');
+    assert.equal(first?.source.pod, undefined, 'over HBONE the observers name the pod from the verified identity');
+    assert.equal(first?.traceparent, TRACEPARENT);
+    assert.equal(first?.traceId, TRACEPARENT.split('-')[1]);
     assert.deepEqual(first?.destination.service, { namespace: 'shop', name: 'web', port: 80 });
     assert.equal(first?.destination.endpoint?.pod.name, 'web-1');
     assert.equal(first?.destination.endpoint?.port, h1Port);

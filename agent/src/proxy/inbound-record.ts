@@ -1,6 +1,7 @@
 // The destination reporter's telemetry: an exchange the inbound HTTP filters saw becomes a
 // RequestRecord with what this node knows of both ends (the verified source, the local pod
-// and the Service it is reported under), as the L7 proxy's records are at the source.
+// and the Service it is reported under), as the L7 proxy's records are at the source. Over
+// HBONE the source pod is left to the observers, which name it from the verified identity.
 import type { HttpExchange } from '../http/gate.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import type { MeshPod } from '../state/model.js';
@@ -12,7 +13,6 @@ import type { InboundRequest } from './inbound.js';
 export function destinationRecord(view: MeshIndex, req: InboundRequest, pod: MeshPod, ex: HttpExchange): RequestRecord {
   const { source, target } = req;
   const service = serviceOfEndpoint(view, target.ip, target.port);
-  const sourcePod = source.pod ?? podOfPrincipal(view, source.ip, source.principal);
   return {
     reporter: 'destination',
     startMs: ex.startMs,
@@ -29,8 +29,9 @@ export function destinationRecord(view: MeshIndex, req: InboundRequest, pod: Mes
     responseBytes: ex.responseBytes,
     retries: 0,
     ...(ex.requestId ? { requestId: ex.requestId } : {}),
+    ...(ex.traceparent ? { traceparent: ex.traceparent, ...traceIdOf(ex.traceparent) } : {}),
     source: {
-      ...(sourcePod ? { pod: sourcePod } : {}),
+      ...(source.pod ? { pod: source.pod } : {}),
       ip: source.ip,
       ...(source.principal ? { identity: `spiffe://${source.principal}` } : {}),
     },
@@ -44,12 +45,8 @@ export function destinationRecord(view: MeshIndex, req: InboundRequest, pod: Mes
   };
 }
 
-/**
- * The pod at a tunnel's forwarded source address, only when it has the tunnel's verified
- * identity: a peer cannot borrow another pod's name by claiming its address.
- */
-function podOfPrincipal(view: MeshIndex, ip: string, principal: string | undefined): MeshPod | undefined {
-  const pod = view.podsByIP.get(ip);
-  if (!pod || !principal) return undefined;
-  return principal.endsWith(`/ns/${pod.namespace}/sa/${pod.serviceAccount}`) ? pod : undefined;
+/** W3C trace context: version-traceid-parentid-flags. */
+function traceIdOf(traceparent: string): { traceId?: string } {
+  const id = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent)?.[1];
+  return id ? { traceId: id } : {};
 }

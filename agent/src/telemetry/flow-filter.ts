@@ -28,7 +28,8 @@ export function parseFlowFilter(query: URLSearchParams): FlowFilter {
   return filter;
 }
 
-const named = (key: string | null | undefined, want: string) =>
+/** `want` is "name" (any namespace) or "namespace/name"; `key` is "namespace/name". */
+export const matchesName = (key: string | null | undefined, want: string): boolean =>
   !!key && (key === want || (!want.includes('/') && key.slice(key.indexOf('/') + 1) === want));
 
 const namespaceOf = (key: string | null | undefined) => (key && key.includes('/') ? key.slice(0, key.indexOf('/')) : undefined);
@@ -38,9 +39,9 @@ const identityNamespace = (id: string | undefined) => (id ? /\/ns\/([^/]+)\/sa\/
 
 export function matchFlow(row: FlowRow, f: FlowFilter): boolean {
   if (f.state && row.state !== f.state) return false;
-  if (f.service && !named(row.destination.service, f.service)) return false;
+  if (f.service && !matchesName(row.destination.service, f.service)) return false;
   const pods = [row.source.pod, row.destination.pod, row.endpoint?.pod];
-  if (f.pod && !pods.some((p) => named(p, f.pod as string))) return false;
+  if (f.pod && !pods.some((p) => matchesName(p, f.pod as string))) return false;
   if (f.namespace) {
     const namespaces = [...pods.map(namespaceOf), namespaceOf(row.destination.service), identityNamespace(row.source.identity)];
     if (!namespaces.includes(f.namespace)) return false;

@@ -1,10 +1,11 @@
-// Who was at each end of a connection, in Istio's terms (workload, canonical service and
-// revision, principal, service FQDN): shared by the Istio metrics and the access log so both
-// name a connection the same way.
+// Who was at each end of a connection or request, in Istio's terms (workload, canonical
+// service and revision, principal, service FQDN): shared by the Istio metrics and the access
+// log so both name a connection or request the same way.
 import { formatSpiffeId, parseSpiffeId } from '../identity/spiffe.js';
 import type { MeshIndex, ServiceDestination } from '../state/mesh-index.js';
 import type { MeshPod, MeshService } from '../state/model.js';
 import type { ProxyFlow } from './flow-table.js';
+import type { RequestRecord } from './request-record.js';
 
 /** The Kubernetes cluster DNS domain of service FQDNs (not the SPIFFE trust domain). */
 export const CLUSTER_DOMAIN = 'cluster.local';
@@ -26,10 +27,13 @@ export interface Peer {
   principal?: string;
 }
 
+/** A Service by name: what a request record carries, and all its labels need. */
+export type ServiceName = Pick<MeshService, 'namespace' | 'name'>;
+
 export interface FlowPeers {
   source: Peer;
   destination: Peer;
-  service?: MeshService;
+  service?: ServiceName;
 }
 
 // istio/istio pkg/model: labels.CanonicalService's lookup order.
@@ -56,7 +60,7 @@ export function workloadOf(pod: MeshPod): Workload {
   };
 }
 
-export const serviceFqdn = (s: MeshService): string => `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`;
+export const serviceFqdn = (s: ServiceName): string => `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`;
 
 const podPeer = (pod: MeshPod, trustDomain: string): Peer => ({
   workload: workloadOf(pod),
@@ -75,7 +79,21 @@ export function flowPeers(flow: ProxyFlow, view: MeshIndex, trustDomain: string)
     return { source: src ? podPeer(src, trustDomain) : {}, destination, ...(service ? { service } : {}) };
   }
   const service = serviceOfEndpoint(view, flow.dstIP, flow.dstPort)?.service;
-  return { source: inboundSource(flow, view, trustDomain), destination, ...(service ? { service } : {}) };
+  return { source: verifiedSource(flow.sourceIdentity, flow.sourceIP, view, trustDomain), destination, ...(service ? { service } : {}) };
+}
+
+/**
+ * Both ends of a request, from either reporter: the source proxy knows the client pod; the
+ * destination proxy knows only the verified identity and address, named as for a tunnel.
+ */
+export function requestPeers(record: RequestRecord, view: MeshIndex, trustDomain: string): FlowPeers {
+  const { source, destination } = record;
+  const pod = destination.endpoint?.pod;
+  return {
+    source: source.pod ? podPeer(source.pod, trustDomain) : verifiedSource(source.identity, source.ip, view, trustDomain),
+    destination: pod ? podPeer(pod, trustDomain) : {},
+    ...(destination.service ? { service: destination.service } : {}),
+  };
 }
 
 /**
@@ -83,12 +101,12 @@ export function flowPeers(flow: ProxyFlow, view: MeshIndex, trustDomain: string)
  * at the forwarded source address has that very identity, so a peer cannot borrow another
  * pod's name by claiming its address (ztunnel checks the same).
  */
-function inboundSource(flow: ProxyFlow, view: MeshIndex, trustDomain: string): Peer {
-  if (!flow.sourceIdentity) return {};
-  const peer: Peer = { principal: flow.sourceIdentity, namespace: parseSpiffeId(flow.sourceIdentity).namespace };
-  const pod = view.podsByIP.get(flow.sourceIP);
+function verifiedSource(identity: string | undefined, ip: string, view: MeshIndex, trustDomain: string): Peer {
+  if (!identity) return {};
+  const peer: Peer = { principal: identity, namespace: parseSpiffeId(identity).namespace };
+  const pod = view.podsByIP.get(ip);
   const candidate = pod && podPeer(pod, trustDomain);
-  return candidate?.principal === flow.sourceIdentity ? candidate : peer;
+  return candidate?.principal === identity ? candidate : peer;
 }
 
 // The tunnel names the pod, not the Service the client dialled: like ztunnel, take the first

@@ -25,6 +25,10 @@ export interface RequestRecord {
   /** Attempts after the first. */
   retries: number;
   requestId?: string;
+  /** The request's trace, when tracing is on (also for a trace not sampled). */
+  traceId?: string;
+  /** The traceparent header the upstream received (source) or the proxy received (destination). */
+  traceparent?: string;
   /** "HTTPRoute ns/name" when a route decided. */
   route?: string;
   source: { pod?: MeshPod; ip: string; identity?: string };

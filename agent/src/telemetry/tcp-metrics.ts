@@ -4,39 +4,10 @@
 import { Counter, type Registry } from 'prom-client';
 import type { MeshIndex } from '../state/mesh-index.js';
 import type { FlowObserver, ProxyFlow } from './flow-table.js';
-import { flowPeers, serviceFqdn, type Peer } from './peers.js';
+import { PEER_LABELS, peerLabels, securityPolicy, type Reporter } from './istio-labels.js';
+import { flowPeers } from './peers.js';
 
-export type Reporter = 'source' | 'destination';
-
-const UNKNOWN = 'unknown';
-/** Istio's default cluster id; nodemesh runs one cluster and has no setting for it yet. */
-const CLUSTER = 'Kubernetes';
-
-const LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_cluster',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_cluster',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
-] as const;
+const LABELS = [...PEER_LABELS, 'request_protocol', 'response_flags', 'connection_security_policy'] as const;
 
 export type TcpLabels = Record<(typeof LABELS)[number], string>;
 
@@ -121,46 +92,16 @@ export class TcpMetrics implements FlowObserver {
 }
 
 export function tcpLabels(flow: ProxyFlow, reporter: Reporter, view: MeshIndex, trustDomain: string): TcpLabels {
-  const { source, destination, service } = flowPeers(flow, view, trustDomain);
   return {
-    reporter,
-    ...peerLabels('source', source),
-    destination_service: service ? serviceFqdn(service) : UNKNOWN,
-    destination_service_name: service?.name ?? UNKNOWN,
-    destination_service_namespace: service?.namespace ?? UNKNOWN,
-    ...peerLabels('destination', destination),
+    ...peerLabels(reporter, flowPeers(flow, view, trustDomain)),
     request_protocol: 'tcp',
     response_flags: responseFlags(flow),
-    connection_security_policy: securityPolicy(flow),
+    connection_security_policy: securityPolicy(flow.security),
   };
-}
-
-/** ztunnel's label values: app and version are the canonical service and revision. */
-function peerLabels<P extends 'source' | 'destination'>(prefix: P, peer: Peer) {
-  const w = peer.workload;
-  return {
-    [`${prefix}_workload`]: w?.name ?? UNKNOWN,
-    [`${prefix}_workload_namespace`]: peer.namespace ?? UNKNOWN,
-    [`${prefix}_principal`]: peer.principal ?? UNKNOWN,
-    [`${prefix}_app`]: w?.canonicalService ?? UNKNOWN,
-    [`${prefix}_version`]: w?.canonicalRevision ?? UNKNOWN,
-    [`${prefix}_canonical_service`]: w?.canonicalService ?? UNKNOWN,
-    [`${prefix}_canonical_revision`]: w?.canonicalRevision ?? UNKNOWN,
-    [`${prefix}_cluster`]: CLUSTER,
-  } as Record<`${P}_${'workload' | 'workload_namespace' | 'principal' | 'app' | 'version' | 'canonical_service' | 'canonical_revision' | 'cluster'}`, string>;
 }
 
 /** Envoy's flags as in `nodemesh flows`, plus ztunnel's DENY for a connection policy refused
  * (the flow table keeps '-' there and names the policy), so dashboards count it as failed. */
 export function responseFlags(flow: ProxyFlow): string {
   return flow.authorization?.allowed === false ? 'DENY' : flow.responseFlags;
-}
-
-/**
- * node_local is what ztunnel reports for a same-node connection: it goes through ztunnel's own
- * HBONE inbound, so mutual_tls. Ours is vouched for by the kernel instead of a handshake; the
- * guarantee (the source identity is verified, the bytes never leave the node) is the same.
- */
-function securityPolicy(flow: ProxyFlow): string {
-  return flow.security === 'none' ? 'none' : 'mutual_tls';
 }
