@@ -95,6 +95,30 @@ it('moves traffic away from a slow endpoint at once and back as its estimate dec
   assert.ok(firstBack !== undefined && firstBack > 35_000 && firstBack < 45_000, String(firstBack));
 });
 
+it('the time a request spent opening a connection is not counted as the endpoint being slow', () => {
+  const c = clock();
+  const set = new EndpointSet({ now: c.now, random: seeded(4) });
+  set.update([ep(1), ep(2)], undefined, undefined);
+  for (const e of [ep(1), ep(2)]) {
+    const h = set.begin(e);
+    c.t += 5;
+    h.end({ status: 200 });
+  }
+  // Endpoint 2's first request waited 400 ms for its connection, then answered in 5 ms.
+  const first = set.begin(ep(2));
+  c.t += 405;
+  first.end({ status: 200, connectMs: 400 });
+  const picks = new Set<string>();
+  for (let i = 0; i < 40; i++) {
+    const e = set.pick()!;
+    picks.add(key(e));
+    const h = set.begin(e);
+    c.t += 5;
+    h.end({ status: 200 });
+  }
+  assert.deepEqual([...picks].sort(), ['10.1.0.1:8080', '10.1.0.2:8080']);
+});
+
 it('a request that fails fast makes its endpoint look slow, not fast', () => {
   const c = clock();
   const set = new EndpointSet({ now: c.now, random: seeded(3) });

@@ -145,7 +145,9 @@ export class EndpointSet {
         state.outstanding--;
         this.#outstanding--;
         const now = this.#now();
-        state.recordLatency(Math.max(0, now - start), result.failure !== undefined, now);
+        // Like tower's balancer, which only picks connected endpoints: setting up a connection
+        // is not the endpoint's latency, or a new endpoint would be shunned for its handshake.
+        state.recordLatency(Math.max(0, now - start - (result.connectMs ?? 0)), result.failure !== undefined, now);
         this.#detector?.report(key, result, now);
       },
     };

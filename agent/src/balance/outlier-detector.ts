@@ -6,6 +6,8 @@ import type { OutlierDetectionSettings } from '../state/model.js';
 export interface RequestResult {
   status?: number;
   failure?: 'connect' | 'reset' | 'timeout';
+  /** Part of the request's time spent opening a connection; left out of its latency. */
+  connectMs?: number;
 }
 
 /** Envoy's default max_ejection_time, which Istio leaves unset; a longer base time wins. */

@@ -122,7 +122,7 @@ async function tryOnce(pool: UpstreamPool, plan: ForwardPlan, endpoint: Endpoint
   plan.signal.addEventListener('abort', cancel, { once: true });
   try {
     const response = await attempt.response;
-    handle.end({ status: response.status });
+    handle.end({ status: response.status, connectMs: attempt.connectMs() });
     return { response };
   } catch (err) {
     plan.request.body.detach();

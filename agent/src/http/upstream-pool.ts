@@ -51,6 +51,8 @@ export interface Attempt {
   response: Promise<UpstreamResponse>;
   /** Gives the attempt up (per-try timeout, client gone). */
   cancel(): void;
+  /** Time spent waiting for a connection (0 on a pooled one): not the endpoint's latency. */
+  connectMs(): number;
 }
 
 /** Opens a connection to the endpoint, or rejects with an UpstreamError of kind 'connect'. */
@@ -116,7 +118,10 @@ export class UpstreamPool {
     // Node's server already answered 100-continue to the client.
     delete headers.expect;
     const creq = http.request({ agent, method: req.method, path: req.path, headers, setHost: false });
+    const asked = performance.now();
+    let connectMs = 0;
     creq.on('socket', (socket) => {
+      connectMs = performance.now() - asked;
       clearTimeout(this.#idle.get(socket));
       const uses = (this.#uses.get(socket) ?? 0) + 1;
       this.#uses.set(socket, uses);
@@ -142,6 +147,7 @@ export class UpstreamPool {
         req.body.detach();
         creq.destroy(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
       },
+      connectMs: () => connectMs,
     };
   }
 
@@ -186,9 +192,12 @@ export class UpstreamPool {
       }, limits.idleTimeoutMs);
       entry.idle.unref();
     };
+    const asked = performance.now();
+    let connectMs = 0;
     const response = entry.session.then(
       (session) =>
         new Promise<UpstreamResponse>((resolve, reject) => {
+          connectMs = performance.now() - asked;
           if (cancelled) {
             done();
             return reject(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
@@ -242,6 +251,7 @@ export class UpstreamPool {
         req.body.detach();
         if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
       },
+      connectMs: () => connectMs,
     };
   }
 
