@@ -121,6 +121,16 @@ export class L7Proxy {
     this.#policies.retain(view.state);
   }
 
+  /** Endpoints ejected by outlier detection now, by destination ("ns/name:port"). */
+  ejections(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const { cluster } of this.#clusters.values()) {
+      const n = cluster.endpoints.ejected().length;
+      if (n > 0) out.set(cluster.name, (out.get(cluster.name) ?? 0) + n);
+    }
+    return out;
+  }
+
   close(): void {
     for (const { cluster } of this.#clusters.values()) cluster.close();
     this.#clusters.clear();

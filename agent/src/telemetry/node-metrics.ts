@@ -1,5 +1,6 @@
 // nodemesh's own metrics about the node agent: how full the BPF maps are, which configuration
-// is in force, when certificates expire, what STRICT refused in the kernel, open connections.
+// is in force, when certificates expire, what STRICT refused in the kernel, open connections,
+// endpoints ejected by outlier detection.
 // Read from their owners at scrape time, so they cost nothing between scrapes.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { IdentityStatus } from '../identity/cert-manager.js';
@@ -10,6 +11,8 @@ export interface NodeMetricSources {
   config(): { version: number; rejected: number };
   certs(): IdentityStatus[];
   openConnections(): { outbound: number; inbound: number };
+  /** Endpoints outlier detection holds ejected now, by destination ("ns/name:port"). */
+  ejections(): ReadonlyMap<string, number>;
 }
 
 /** Registers the metrics; returns the function that refreshes them before a scrape. */
@@ -35,6 +38,12 @@ export function nodeMetrics(registry: Registry, sources: NodeMetricSources): () 
     registers,
   });
   const open = new Gauge({ name: 'nodemesh_open_connections', help: 'Connections the node proxy holds open', labelNames: ['direction'], registers });
+  const ejected = new Gauge({
+    name: 'nodemesh_outlier_ejected_endpoints',
+    help: 'Endpoints outlier detection (DestinationRule outlierDetection) holds ejected, by destination Service port',
+    labelNames: ['destination_service'],
+    registers,
+  });
 
   return () => {
     const bpf = sources.bpf();
@@ -57,5 +66,7 @@ export function nodeMetrics(registry: Registry, sources: NodeMetricSources): () 
     const conns = sources.openConnections();
     open.set({ direction: 'outbound' }, conns.outbound);
     open.set({ direction: 'inbound' }, conns.inbound);
+    ejected.reset();
+    for (const [service, count] of sources.ejections()) ejected.set({ destination_service: service }, count);
   };
 }
