@@ -1,6 +1,7 @@
 // Telemetry end to end on the netns testbed: Istio's TCP metrics from both reporters after
 // known traffic (checked by promtool), nodemesh's own metrics, the access log, and the
-// operator's CLI views (workloads, services, config dump, filtered and watched flows).
+// operator's CLI views (workloads, services, config dump, filtered and watched flows; flows in an
+// 80-column tmux pane).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -17,6 +18,7 @@ import type { ServiceView, WorkloadView, ConfigDump } from '../agent/src/admin/v
 
 const isRoot = process.getuid?.() === 0;
 const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
+const hasTmux = spawnSync('tmux', ['-V']).status === 0;
 
 interface Sample {
   name: string;
@@ -253,6 +255,39 @@ describe('telemetry: Istio metrics, access log and the CLI views', { skip: isRoo
     const bad = await agent('n1').cli(['flows', '--state', 'half']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /--state.*half/);
+  });
+
+  it('nodemesh flows, human form: aligned within 80 columns off a terminal, no colour', async () => {
+    const human = await agent('n1').cli(['flows', '--service', 'echo-remote']);
+    const lines = human.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, N + 1);
+    for (const l of lines) assert.ok(l.length <= 80, `${l.length} columns: ${l}`);
+    assert.match(lines[0] as string, /^DIR\s+SOURCE\s+DESTINATION\s+ENDPOINT\s+SENT\s+RECV\s+STATE\s+TIME\s+SEC$/);
+    for (const row of lines.slice(1)) {
+      assert.match(row, /^out\s+(shop\/)?client\s+(shop\/)?echo-remote:7000\s+(shop\/)?web-2@n2\s+48\.8K\s+48\.8K\s+closed\s+\S+\s+mTLS$/);
+      assert.equal(row.indexOf('48.8K'), lines[0]?.indexOf('SENT'));
+    }
+    assert.doesNotMatch(human.stdout, /\x1b\[/, 'no colour when stdout is not a terminal');
+  });
+
+  it('nodemesh flows, in an 80-column terminal: every line fits', { skip: hasTmux ? false : 'tmux missing' }, async () => {
+    const socket = `nodemesh-${tb.id}`;
+    const tmux = (...args: string[]) => spawnSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
+    const started = tmux('new-session', '-d', '-s', 'flows', '-x', '80', '-y', '24', 'nsenter', `--net=${tb.netnsPath('n1')}`, '--', process.execPath, CLI, 'flows', '--watch', '--service', 'echo-remote');
+    assert.equal(started.status, 0, started.stderr);
+    try {
+      const screen = await agent('n1').until('flows to draw echo-remote', async () => {
+        const pane = tmux('capture-pane', '-p', '-t', 'flows');
+        return pane.stdout.includes('echo-remote') ? pane.stdout : undefined;
+      });
+      const lines = screen.split('\n');
+      for (const l of lines) assert.ok(l.length <= 80, `${l.length} columns: ${l}`);
+      assert.match(lines[0] as string, new RegExp(`${N} flows, every 1s; Ctrl-C to stop`));
+      assert.match(lines[1] as string, /^DIR\s+SOURCE\s+DESTINATION\s+ENDPOINT\s+SENT\s+RECV\s+STATE\s+TIME\s+SEC$/);
+      for (const row of lines.slice(2, 2 + N)) assert.match(row, /^out\s+\S*client\s+\S*echo-remote:7000\s+\S*web-2@n2\s+48\.8K\s+48\.8K\s+closed\s+\S+\s+mTLS$/);
+    } finally {
+      tmux('kill-server');
+    }
   });
 
   it('nodemesh flows --watch prints a snapshot a second without a terminal and stops on Ctrl-C', async () => {

@@ -6,7 +6,7 @@ import { FLOW_FILTER_KEYS, type FlowFilter } from '../telemetry/flow-filter.js';
 import type { FlowRow } from '../telemetry/flow-table.js';
 import { ADMIN_DEFAULT } from './defaults.js';
 import { live } from './live.js';
-import { bytes, colours, duration, painter, table, type Colours } from './table.js';
+import { bytes, colours, duration, outputWidth, painter, shortName, table, truncate, type Colours } from './table.js';
 
 interface FlowsFlags extends FlowFilter {
   admin: string;
@@ -32,37 +32,131 @@ export function flowsCommand(program: Command): void {
       const fetchRows = () => adminGet<FlowRow[]>(address, `/flows${query.size ? `?${query}` : ''}`);
       if (!flags.watch) {
         const rows = await fetchRows();
-        process.stdout.write(flags.json ? `${JSON.stringify(rows, null, 2)}\n` : `${render(rows, colours()).join('\n')}\n`);
+        process.stdout.write(flags.json ? `${JSON.stringify(rows, null, 2)}\n` : `${renderFlows(rows, colours(), outputWidth()).join('\n')}\n`);
         return;
       }
-      await live({ fetch: fetchRows, render, summary: (rows) => `${rows.length} flows`, json: flags.json === true });
+      await live({ fetch: fetchRows, render: (rows, c) => renderFlows(rows, c, outputWidth()), summary: (rows) => `${rows.length} flows`, json: flags.json === true });
     });
 }
 
-function render(rows: readonly FlowRow[], c: Colours): string[] {
+/** Name columns, in order; each shortens its name but keeps its suffix (":port", "@node"). */
+const NAME_HEADERS = ['SOURCE', 'DESTINATION', 'ENDPOINT'] as const;
+/** Below this many columns per name, SEC and then TIME give way to the names. */
+const MIN_NAME_WIDTH = 10;
+/** The separator table() puts between columns. */
+const GAP = 2;
+
+interface Name {
+  name: string;
+  suffix: string;
+}
+
+/**
+ * The human form in at most `width` columns (when it can be done at all): DIR, the three names,
+ * SENT, RECV, STATE (response flags appended), TIME, SEC, then POLICY when the names fit whole
+ * beside it; without POLICY, a denial shows in STATE. Names are shortened like `top` does.
+ */
+export function renderFlows(rows: readonly FlowRow[], c: Colours, width: number): string[] {
   if (rows.length === 0) return ['no flows yet'];
-  const out = table(
-    ['DIR', 'SOURCE', 'DESTINATION', 'ENDPOINT', 'SENT', 'RECV', 'STATE', 'DURATION', 'SECURITY', 'FLAGS', 'POLICY'],
-    rows.map((r) => [
-      r.direction === 'inbound' ? 'in' : 'out',
-      r.source.pod ?? r.source.identity?.replace(/^spiffe:\/\/[^/]+\//, '') ?? `${r.source.ip}:${r.source.port}`,
-      `${r.destination.service ?? r.destination.pod ?? r.destination.ip}:${r.destination.port}`,
-      r.endpoint ? `${r.endpoint.pod}@${r.endpoint.node}` : '-',
-      bytes(r.bytesSent),
-      bytes(r.bytesReceived),
-      r.state,
-      duration(r.durationMs),
-      r.security ?? '-',
-      r.responseFlags,
-      r.authorization ? `${r.authorization.allowed ? 'allow' : 'DENY'}${r.authorization.policy ? ` ${r.authorization.policy}` : ''}` : '-',
-    ]),
+  const names = rows.map((r) => [source(r), destination(r), endpoint(r)] as const);
+  const full = NAME_HEADERS.map((h, i) => Math.max(h.length, ...names.map((n) => whole(n[i] as Name).length)));
+  const denied = (r: FlowRow) => r.authorization?.allowed === false;
+  const state = (r: FlowRow, withDeny: boolean) =>
+    [r.state, withDeny && denied(r) ? 'DENY' : '', r.responseFlags === '-' ? '' : r.responseFlags].filter(Boolean).join(' ');
+  const fixed = (withPolicy: boolean): [string, string[]][] => [
+    ['SENT', rows.map((r) => bytes(r.bytesSent))],
+    ['RECV', rows.map((r) => bytes(r.bytesReceived))],
+    ['STATE', rows.map((r) => state(r, !withPolicy))],
+    ['TIME', rows.map((r) => duration(r.durationMs))],
+    ['SEC', rows.map((r) => security(r))],
+  ];
+  const span = (cols: readonly [string, string[]][]) => cols.reduce((total, [h, cells]) => total + GAP + Math.max(h.length, ...cells.map((x) => x.length)), 0);
+  // Left for the names, between DIR and the other columns.
+  const room = (cols: readonly [string, string[]][]) => width - 'DIR'.length - GAP * NAME_HEADERS.length - span(cols);
+
+  // Widest first: POLICY when the names fit whole beside it, and its header too.
+  let columns = fixed(true);
+  const policyWidth = room(columns) - sum(full) - GAP;
+  const withPolicy = policyWidth >= 'POLICY'.length;
+  if (!withPolicy) {
+    columns = fixed(false);
+    for (const drop of ['SEC', 'TIME']) {
+      if (room(columns) >= MIN_NAME_WIDTH * NAME_HEADERS.length) break;
+      columns = columns.filter(([h]) => h !== drop);
+    }
+  }
+  const widths = withPolicy ? full : nameWidths(names, full, room(columns));
+  const headers = ['DIR', ...NAME_HEADERS, ...columns.map(([h]) => h), ...(withPolicy ? ['POLICY'] : [])];
+  const cells = rows.map((r, i) => [
+    r.direction === 'inbound' ? 'in' : 'out',
+    ...NAME_HEADERS.map((_, k) => fit((names[i] as readonly Name[])[k] as Name, widths[k] as number)),
+    ...columns.map(([, col]) => col[i] as string),
+    ...(withPolicy ? [policy(r, policyWidth)] : []),
+  ]);
+  return table(
+    headers,
+    cells,
     painter(c, (text, row, column) => {
       const r = rows[row] as FlowRow;
-      if (column === 9 && r.responseFlags !== '-') return c.red(text);
-      if (column === 10 && r.authorization?.allowed === false) return c.red(text);
-      if (column === 6 && r.state === 'open') return c.green(text);
+      const header = headers[column];
+      if (header === 'STATE' && (r.responseFlags !== '-' || (!withPolicy && denied(r)))) return c.red(text);
+      if (header === 'STATE' && r.state === 'open') return c.green(text);
+      if (header === 'POLICY' && denied(r)) return c.red(text);
       return text;
     }),
-  );
-  return out.split('\n');
+  ).split('\n');
+}
+
+const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+const whole = (n: Name) => `${n.name}${n.suffix}`;
+const bare = (n: Name) => `${n.name.slice(n.name.indexOf('/') + 1)}${n.suffix}`;
+
+/**
+ * Widths for the name columns within `budget`: whole names if they fit, else names without
+ * their namespace (widening columns back to whole names while room is left), else the widest
+ * columns narrowed until they fit (names then lose their middle), never below their header.
+ */
+function nameWidths(names: readonly (readonly Name[])[], full: readonly number[], budget: number): number[] {
+  if (sum(full) <= budget) return [...full];
+  const short = NAME_HEADERS.map((h, i) => Math.max(h.length, ...names.map((n) => bare(n[i] as Name).length)));
+  if (sum(short) <= budget) {
+    let left = budget - sum(short);
+    return short.map((s, i) => {
+      const extra = Math.min(left, (full[i] as number) - s);
+      left -= extra;
+      return s + extra;
+    });
+  }
+  const capped = (level: number) => short.map((s, i) => Math.max((NAME_HEADERS[i] as string).length, Math.min(s, level)));
+  let level = Math.max(...short);
+  while (level > 1 && sum(capped(level)) > budget) level -= 1;
+  return capped(level);
+}
+
+/** A name in `width` columns: shortened by shortName, its suffix kept whole while there is room. */
+function fit(n: Name, width: number): string {
+  if (whole(n).length <= width) return whole(n);
+  const bareName = n.name.slice(n.name.indexOf('/') + 1);
+  const room = width - n.suffix.length;
+  if (room >= Math.min(6, bareName.length)) return `${shortName(n.name, room)}${n.suffix}`;
+  // A long suffix (a node's name) shares the room with the name.
+  const name = shortName(n.name, Math.max(3, Math.ceil(width / 2)));
+  return `${name}${truncate(n.suffix, width - name.length)}`;
+}
+
+function source(r: FlowRow): Name {
+  const name = r.source.pod ?? r.source.identity?.replace(/^spiffe:\/\/[^/]+\//, '');
+  return name ? { name, suffix: '' } : { name: r.source.ip, suffix: `:${r.source.port}` };
+}
+
+const destination = (r: FlowRow): Name => ({ name: r.destination.service ?? r.destination.pod ?? r.destination.ip, suffix: `:${r.destination.port}` });
+const endpoint = (r: FlowRow): Name => (r.endpoint ? { name: r.endpoint.pod, suffix: `@${r.endpoint.node}` } : { name: '-', suffix: '' });
+const security = (r: FlowRow) => (r.security === 'mutual_tls' ? 'mTLS' : r.security === 'node_local' ? 'local' : '-');
+
+/** The decision, then the deciding policy if it fits in `width`. */
+function policy(r: FlowRow, width: number): string {
+  if (!r.authorization) return '-';
+  const decision = r.authorization.allowed ? 'allow' : 'DENY';
+  const room = width - decision.length - 1;
+  return r.authorization.policy && room >= 4 ? `${decision} ${shortName(r.authorization.policy, room)}` : decision;
 }

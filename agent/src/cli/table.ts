@@ -37,16 +37,22 @@ export function painter(c: Colours, cell?: (text: string, row: number, column: n
   return (text, row, column) => (row < 0 ? c.bold(text) : cell ? cell(text, row, column) : text);
 }
 
+/** The width to lay out for: the terminal's, or 80 columns when stdout is not a terminal. */
+export function outputWidth(stream: NodeJS.WriteStream = process.stdout): number {
+  return stream.isTTY ? stream.columns || 80 : 80;
+}
+
+/** A byte count in at most 5 characters, binary units: 512B, 1.5K, 48.8K, 977K, 12M. */
 export function bytes(n: number): string {
   if (n < 1024) return `${n}B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  const units = ['K', 'M', 'G', 'T'];
   let v = n;
   let u = -1;
   while (v >= 1024 && u < units.length - 1) {
     v /= 1024;
     u += 1;
   }
-  return `${v.toFixed(v < 10 ? 1 : 0)}${units[u]}`;
+  return `${v < 99.95 ? v.toFixed(1) : Math.min(1023, Math.round(v))}${units[u]}`;
 }
 
 export function duration(ms: number): string {
