@@ -3,6 +3,9 @@
 // node 1's proxy, HBONE mTLS to node 2's proxy, the pod): HTTP/1.1 relayed as opaque TCP
 // (L4), HTTP/1.1 and HTTP/2 terminated and proxied per request (L7). For each: open-loop
 // latency at a fixed rate, then closed-loop throughput (wrk, h2load), and the agents' CPU.
+// The L7 paths run twice, with the agents' default telemetry (request metrics and an access
+// log line per request) and with a second pair of agents started with both off: the difference
+// is what telemetry costs.
 // Median of rounds; writes bench-results/<time>.json and prints a Markdown table.
 // Flags: --quick (one short round, to check the benchmark), --rounds N, --seconds N, --rate R.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +16,7 @@ import { AgentProcess } from './testbed/agent.js';
 import { serviceDoc, testbedDocs, writeConfig } from './testbed/mesh-config.js';
 import { readOptions, type BenchOptions } from './bench/options.js';
 import { H2LOAD_CONNECTIONS, H2LOAD_STREAMS, OPEN_LOOP_CONNECTIONS, WRK_CONNECTIONS, openLoop, saturate } from './bench/load.js';
-import { summarize, table, type Measurement, type PathSpec, type Summary } from './bench/report.js';
+import { overhead, summarize, table, type Measurement, type PathSpec, type Summary, type Telemetry } from './bench/report.js';
 
 const BACKEND_PORT = 8080;
 /** Service port declared `appProtocol: tcp`: the proxy skips detection and relays bytes (L4). */
@@ -24,17 +27,24 @@ const BACKEND_READY_MS = 10_000;
 
 interface BenchPath extends PathSpec {
   url: (tb: Testbed) => string;
-  mesh: boolean;
 }
+
+/** The agents' flags for each telemetry setting: the defaults, or no metrics and no access log. */
+const AGENT_ARGS: Record<Telemetry, string[]> = { on: [], off: ['--metrics', 'off', '--access-log', 'off'] };
 
 const direct = (tb: Testbed) => `http://${tb.podIP('server')}:${BACKEND_PORT}/`;
 // Printed in this order: each protocol's direct row first, then the mesh rows compared to it.
+const l4 = () => `http://${L4_VIP}/`;
+const l7 = () => `http://${L7_VIP}/`;
+const L7_LABEL = 'mesh L7 (per request, HBONE mTLS)';
 const PATHS: BenchPath[] = [
-  { id: 'direct-h1', protocol: 'h1', label: 'direct', url: direct, mesh: false },
-  { id: 'mesh-l4-h1', protocol: 'h1', label: 'mesh L4 (TCP relay, HBONE mTLS)', baseline: 'direct-h1', url: () => `http://${L4_VIP}/`, mesh: true },
-  { id: 'mesh-l7-h1', protocol: 'h1', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h1', url: () => `http://${L7_VIP}/`, mesh: true },
-  { id: 'direct-h2', protocol: 'h2', label: 'direct', url: direct, mesh: false },
-  { id: 'mesh-l7-h2', protocol: 'h2', label: 'mesh L7 (per request, HBONE mTLS)', baseline: 'direct-h2', url: () => `http://${L7_VIP}/`, mesh: true },
+  { id: 'direct-h1', protocol: 'h1', label: 'direct', url: direct },
+  { id: 'mesh-l4-h1', protocol: 'h1', label: 'mesh L4 (TCP relay, HBONE mTLS)', telemetry: 'on', baseline: 'direct-h1', url: l4 },
+  { id: 'mesh-l7-h1', protocol: 'h1', label: L7_LABEL, telemetry: 'on', baseline: 'direct-h1', url: l7 },
+  { id: 'mesh-l7-h1-off', protocol: 'h1', label: L7_LABEL, telemetry: 'off', baseline: 'direct-h1', telemetryOn: 'mesh-l7-h1', url: l7 },
+  { id: 'direct-h2', protocol: 'h2', label: 'direct', url: direct },
+  { id: 'mesh-l7-h2', protocol: 'h2', label: L7_LABEL, telemetry: 'on', baseline: 'direct-h2', url: l7 },
+  { id: 'mesh-l7-h2-off', protocol: 'h2', label: L7_LABEL, telemetry: 'off', baseline: 'direct-h2', telemetryOn: 'mesh-l7-h2', url: l7 },
 ];
 
 const cpuSeconds = (pid: number) => {
@@ -56,7 +66,7 @@ async function withAgentCpu<T extends { requests: number }>(agents: AgentProcess
 async function measure(tb: Testbed, p: BenchPath, opts: BenchOptions, agents: AgentProcess[]): Promise<Measurement> {
   const url = p.url(tb);
   await openLoop(tb, url, p.protocol, opts.rate, opts.warmUpSeconds);
-  if (!p.mesh) {
+  if (p.telemetry === undefined) {
     return {
       openLoop: await openLoop(tb, url, p.protocol, opts.rate, opts.openLoopSeconds),
       saturation: await saturate(tb, url, p.protocol, opts.saturationSeconds),
@@ -91,7 +101,7 @@ async function startBackend(tb: Testbed): Promise<ChildProcess> {
 /** A generous ceiling on the whole run: each load is bounded too, this catches anything else. */
 function deadlineMs(opts: BenchOptions): number {
   const perPath = opts.warmUpSeconds + opts.openLoopSeconds + opts.saturationSeconds + 15;
-  return (opts.rounds * (PATHS.length * perPath + 30) + 60) * 1000;
+  return (opts.rounds * (PATHS.length * perPath + 60) + 60) * 1000;
 }
 
 async function main(): Promise<void> {
@@ -111,9 +121,13 @@ async function main(): Promise<void> {
     ],
     namespaces: { bench: { 'nodemesh.io/mode': 'enabled' } },
   });
-  const agents = ['n1', 'n2'].map((node) => new AgentProcess(tb, node));
+  // One pair of agents per telemetry setting, never both at once (they pin to the same place).
+  const agentPairs = {
+    on: ['n1', 'n2'].map((node) => new AgentProcess(tb, node, AGENT_ARGS.on)),
+    off: ['n1', 'n2'].map((node) => new AgentProcess(tb, node, AGENT_ARGS.off)),
+  };
   // Stopping alone would leave the pods captured (and refused): direct rounds need no capture at all.
-  const removeAgents = async () => {
+  const removeAgents = async (agents: AgentProcess[]) => {
     for (const agent of agents) await agent.remove();
   };
   try {
@@ -127,14 +141,19 @@ async function main(): Promise<void> {
     ]);
     const rounds = new Map<string, Measurement[]>(PATHS.map((p) => [p.id, []]));
     for (let round = 0; round < opts.rounds; round++) {
-      for (const p of PATHS.filter((x) => !x.mesh)) rounds.get(p.id)?.push(await measure(tb, p, opts, []));
-      for (const agent of agents) await agent.start(config);
-      for (const p of PATHS.filter((x) => x.mesh)) rounds.get(p.id)?.push(await measure(tb, p, opts, agents));
-      await removeAgents();
+      for (const p of PATHS.filter((x) => x.telemetry === undefined)) rounds.get(p.id)?.push(await measure(tb, p, opts, []));
+      // Alternating which pair goes first keeps a drift of the machine out of the difference.
+      for (const telemetry of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
+        const agents = agentPairs[telemetry];
+        for (const agent of agents) await agent.start(config);
+        for (const p of PATHS.filter((x) => x.telemetry === telemetry)) rounds.get(p.id)?.push(await measure(tb, p, opts, agents));
+        await removeAgents(agents);
+      }
       process.stderr.write(`round ${round + 1}/${opts.rounds} done after ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
     }
     const summaries = new Map<string, Summary>([...rounds].map(([id, ms]) => [id, summarize(ms)]));
     const markdown = table(PATHS, summaries);
+    const telemetryCost = overhead(PATHS, summaries);
     const rss = Math.max(...[...summaries.values()].map((s) => s.agentRssMiB ?? 0));
     const load = {
       rate: opts.rate,
@@ -151,6 +170,8 @@ async function main(): Promise<void> {
       summaries: Object.fromEntries(summaries),
       rounds: Object.fromEntries(rounds),
       table: markdown,
+      telemetryOverhead: telemetryCost,
+      agentArgs: AGENT_ARGS,
       seconds: Math.round((Date.now() - started) / 1000),
     };
     mkdirSync('bench-results', { recursive: true });
@@ -163,11 +184,15 @@ async function main(): Promise<void> {
         '',
         markdown,
         '',
+        'telemetry overhead (request metrics + access log `all`, on minus off):',
+        '',
+        telemetryCost,
+        '',
         `largest agent RSS ${rss.toFixed(0)} MiB; run took ${results.seconds} s; results written to ${file}`,
       ].join('\n') + '\n',
     );
   } finally {
-    await removeAgents();
+    await removeAgents([...agentPairs.on, ...agentPairs.off]);
     await tb.destroy();
   }
 }

@@ -41,7 +41,8 @@ export interface AgentSettings {
   cgroupRoot: string;
   bpffsDir: string;
   admin: { host: string; port: number };
-  metrics: { host: string; port: number };
+  /** Absent (`--metrics off`): no metrics listener, no TCP, node or request metrics kept. */
+  metrics?: { host: string; port: number };
   accessLog: AccessLogMode;
   /** Absent: tracing off, trace headers pass through unchanged. */
   tracing?: TracingSettings;
@@ -118,34 +119,35 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   }
 
   const flows = new FlowTable();
-  const metrics = new MetricsServer();
-  const tcpMetrics = new TcpMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain, openFlows: () => flows.openFlows() });
-  flows.observe(tcpMetrics);
-  metrics.onScrape(() => tcpMetrics.collect());
-  metrics.onScrape(
-    nodeMetrics(metrics.registry, {
-      bpf: () => redirect.status(),
-      config: () => ({ version: view().state.version, rejected: view().state.rejections.length }),
-      certs: () => certs.status(),
-      openConnections: () => {
-        const open = { outbound: 0, inbound: 0 };
-        for (const f of flows.openFlows()) open[f.direction] += 1;
-        return open;
-      },
-      ejections: () => l7.ejections(),
-    }),
-  );
+  const metrics = settings.metrics && new MetricsServer();
+  if (metrics) {
+    const tcpMetrics = new TcpMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain, openFlows: () => flows.openFlows() });
+    flows.observe(tcpMetrics);
+    metrics.onScrape(() => tcpMetrics.collect());
+    metrics.onScrape(
+      nodeMetrics(metrics.registry, {
+        bpf: () => redirect.status(),
+        config: () => ({ version: view().state.version, rejected: view().state.rejections.length }),
+        certs: () => certs.status(),
+        openConnections: () => {
+          const open = { outbound: 0, inbound: 0 };
+          for (const f of flows.openFlows()) open[f.direction] += 1;
+          return open;
+        },
+      }),
+    );
+  }
   const accessLog = new AccessLog(settings.accessLog, { node: settings.node, index: view, trustDomain: settings.trustDomain });
   flows.observe(accessLog);
-  const requestMetrics = new RequestMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain });
+  const requestMetrics = metrics && new RequestMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain });
   const requestStats = new RequestStats({ openConnections: () => flows.openFlows() });
   const taps = new TapHub();
   // Loaded only when asked for: the SDK adds some 20 MB and 150 ms to the agent's start.
   const tracing = settings.tracing && new (await import('./telemetry/tracing.js')).Tracing(settings.tracing, { node: settings.node, log });
   // Every request record, from both reporters (the L7 proxy at the source, the inbound filters
-  // at the destination), goes to metrics, the access log, top, tap and (as the destination's
-  // SERVER spans) tracing.
-  const observers = [requestMetrics, accessLog, requestStats, taps, ...(tracing ? [tracing] : [])];
+  // at the destination), goes to metrics (unless off), the access log, top, tap and (as the
+  // destination's SERVER spans) tracing.
+  const observers = [...(requestMetrics ? [requestMetrics] : []), accessLog, requestStats, taps, ...(tracing ? [tracing] : [])];
   const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log, observers });
   const hboneClient = new HboneClient({
     credentials: (identity) => certs.credentials(identity),
@@ -199,7 +201,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       nodeIP: view().node?.internalIP ?? null,
       trustDomain: settings.trustDomain,
       config: { source: settings.configPath, version: view().state.version, rejections: [...view().state.rejections] },
-      listeners: { outbound: outbound.address, hbone: hboneServer.address, metrics: metrics.address },
+      listeners: { outbound: outbound.address, hbone: hboneServer.address, metrics: metrics?.address ?? 'off' },
       enrolledPods: view().localPods.size,
       services: view().state.services.size,
       openConnections: flows.openCount,
@@ -219,7 +221,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
 
   const stop = async () => {
     source.stop();
-    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics.close()]);
+    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics?.close()]);
     l7.close();
     await Promise.all([hboneClient.close(), accessLog.flush(), tracing?.shutdown()]);
     certs.stop();
@@ -233,7 +235,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     await outbound.listen('0.0.0.0', settings.outboundPort);
     await hboneServer.listen('0.0.0.0', settings.hbonePort);
     await admin.listen(settings.admin);
-    await metrics.listen(settings.metrics);
+    if (metrics && settings.metrics) await metrics.listen(settings.metrics);
   } catch (err) {
     await stop();
     throw err;
@@ -243,7 +245,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       outbound: outbound.address,
       hbone: hboneServer.address,
       admin: `${settings.admin.host}:${settings.admin.port}`,
-      metrics: metrics.address,
+      metrics: metrics?.address ?? 'off',
       accessLog: settings.accessLog,
       tracing: settings.tracing ?? 'off',
       cgroupRoot: settings.cgroupRoot,

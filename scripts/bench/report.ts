@@ -14,13 +14,20 @@ export interface Measurement {
   agentRssMiB?: number;
 }
 
+/** The agents' telemetry: `on` is their default (metrics, access log `all`), `off` neither. */
+export type Telemetry = 'on' | 'off';
+
 export interface PathSpec {
   id: string;
   protocol: Protocol;
   /** What the table shows, e.g. "mesh L7 (HBONE mTLS)". */
   label: string;
+  /** Undefined for a direct path (no agents). */
+  telemetry?: Telemetry;
   /** The direct path this one is compared to; undefined for a direct path. */
   baseline?: string;
+  /** On a telemetry-off path: the same path with telemetry on, for the overhead. */
+  telemetryOn?: string;
 }
 
 export interface Summary {
@@ -68,8 +75,8 @@ export function table(paths: PathSpec[], summaries: Map<string, Summary>): strin
   const ms = (v: number) => `${v.toFixed(2)} ms`;
   const signed = (v: number) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(2)} ms`;
   const lines = [
-    '| protocol | path | p50 | p99 | added p50 | added p99 | max req/s | errors | agents CPU s / 1000 req (n1 + n2) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| protocol | path | telemetry | p50 | p99 | added p50 | added p99 | max req/s | errors | agents CPU s / 1000 req (n1 + n2) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const path of paths) {
     const s = summaries.get(path.id);
@@ -80,6 +87,7 @@ export function table(paths: PathSpec[], summaries: Map<string, Summary>): strin
       `| ${[
         PROTOCOL_NAMES[path.protocol],
         path.label,
+        path.telemetry ?? '',
         ms(s.p50),
         ms(s.p99),
         base ? signed(s.p50 - base.p50) : '',
@@ -87,6 +95,40 @@ export function table(paths: PathSpec[], summaries: Map<string, Summary>): strin
         s.rps.toFixed(0),
         String(s.openLoopErrors + s.saturationErrors),
         cpu ? `${(cpu.n1 + cpu.n2).toFixed(3)} (${cpu.n1.toFixed(3)} + ${cpu.n2.toFixed(3)})` : '',
+      ].join(' | ')} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** What telemetry adds to each path measured both ways: latency, throughput and CPU, on minus off. */
+export function overhead(paths: PathSpec[], summaries: Map<string, Summary>): string {
+  const signed = (v: number, digits: number, unit = '') => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(digits)}${unit}`;
+  const lines = [
+    '| protocol | path | added p50 | added p99 | max req/s | agents CPU s / 1000 req |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const path of paths) {
+    const off = summaries.get(path.id);
+    const on = path.telemetryOn === undefined ? undefined : summaries.get(path.telemetryOn);
+    if (!off || !on) continue;
+    const cpu =
+      on.agentCpuPer1000 && off.agentCpuPer1000
+        ? (() => {
+            const n1 = on.agentCpuPer1000.n1 - off.agentCpuPer1000.n1;
+            const n2 = on.agentCpuPer1000.n2 - off.agentCpuPer1000.n2;
+            const pct = ((on.agentCpuPer1000.n1 + on.agentCpuPer1000.n2) / (off.agentCpuPer1000.n1 + off.agentCpuPer1000.n2) - 1) * 100;
+            return `${signed(n1 + n2, 3)} (n1 ${signed(n1, 3)}, n2 ${signed(n2, 3)}; ${signed(pct, 0, ' %')})`;
+          })()
+        : '';
+    lines.push(
+      `| ${[
+        PROTOCOL_NAMES[path.protocol],
+        path.label,
+        signed(on.p50 - off.p50, 2, ' ms'),
+        signed(on.p99 - off.p99, 2, ' ms'),
+        `${signed(on.rps - off.rps, 0)} (${signed((on.rps / off.rps - 1) * 100, 0, ' %')})`,
+        cpu,
       ].join(' | ')} |`,
     );
   }

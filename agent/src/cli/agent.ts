@@ -41,7 +41,7 @@ export function agentCommand(program: Command): void {
     .option('--cgroup-root <dir>', 'cgroup v2 directory whose subtree is captured (default: the cgroup2 mount)')
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
     .option('--admin <addr>', 'admin API address (keep it on loopback)', ADMIN_DEFAULT)
-    .option('--metrics <addr>', 'Prometheus metrics address (/metrics, /stats/prometheus)', METRICS_DEFAULT)
+    .option('--metrics <addr>', 'Prometheus metrics address (/metrics, /stats/prometheus), or off: no listener and no metrics kept', METRICS_DEFAULT)
     .option('--access-log <mode>', 'one JSON line per connection and per HTTP request on stdout: off | all | sampled:<ratio> (failures always kept)', 'all')
     .option('--tracing-endpoint <url>', 'export spans of proxied requests over OTLP/HTTP to this URL, e.g. http://collector:4318/v1/traces (default: tracing off)')
     .option('--tracing-sampling <ratio>', `share of new traces sampled, 0 to 1; requests arriving with a sampling decision keep it (default: ${DEFAULT_SAMPLING})`)
@@ -76,6 +76,16 @@ function bpffsDir(flags: AgentFlags): string {
   return `/sys/fs/bpf/nodemesh/${flags.node}`;
 }
 
+/** `--metrics HOST:PORT`, or `off` (undefined): no metrics listener and no metric observers. */
+export function parseMetricsFlag(value: string): { host: string; port: number } | undefined {
+  if (value === 'off') return undefined;
+  try {
+    return parseAddress(value, '--metrics');
+  } catch {
+    throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--metrics must be HOST:PORT (e.g. ${METRICS_DEFAULT}) or off, got "${value}"`);
+  }
+}
+
 function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
   if (!flags.config) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--config FILE is required (standalone mode)');
   if (!flags.node) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--node NAME is required');
@@ -97,7 +107,7 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     cgroupRoot: flags.cgroupRoot ?? findCgroup2Mount(),
     bpffsDir: bpffsDir(flags),
     admin: parseAddress(flags.admin, '--admin'),
-    metrics: parseAddress(flags.metrics, '--metrics'),
+    metrics: parseMetricsFlag(flags.metrics),
     accessLog: parseAccessLogMode(flags.accessLog),
     tracing: parseTracingSettings(flags.tracingEndpoint, flags.tracingSampling),
     logLevel: flags.logLevel,
