@@ -134,6 +134,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
           for (const f of flows.openFlows()) open[f.direction] += 1;
           return open;
         },
+        ejections: () => l7.ejections(),
       }),
     );
   }
