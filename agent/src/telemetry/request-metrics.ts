@@ -31,6 +31,10 @@ export class RequestMetrics implements RequestObserver {
   readonly #overflows: Counter<'destination_service'>;
   readonly #localReplies: Counter<'response_flags'>;
 
+  /** Label children by series key, so a request costs map lookups, not label hashing. */
+  #cache = new Map<string, Series>();
+  #cachedView: MeshIndex | undefined;
+
   constructor(registry: Registry, deps: RequestMetricsDeps) {
     this.#deps = deps;
     const registers = [registry];
@@ -60,17 +64,58 @@ export class RequestMetrics implements RequestObserver {
   }
 
   request(record: RequestRecord): void {
-    const labels = requestLabels(record, this.#deps.index(), this.#deps.trustDomain);
-    this.#requests.inc(labels);
-    this.#duration.observe(labels, record.durationMs);
-    this.#requestBytes.observe(labels, record.requestBytes);
-    this.#responseBytes.observe(labels, record.responseBytes);
-    const service = { destination_service: labels.destination_service };
+    const series = this.#series(record);
+    series.requests.inc();
+    series.duration.observe(record.durationMs);
+    series.requestBytes.observe(record.requestBytes);
+    series.responseBytes.observe(record.responseBytes);
+    const service = { destination_service: series.destinationService };
     if (record.retries > 0) this.#retries.inc(service, record.retries);
     if (record.responseFlags === 'UO') this.#overflows.inc(service);
     // DC is the client leaving, not an answer of the proxy.
     if (record.responseFlags !== '-' && record.responseFlags !== 'DC') this.#localReplies.inc({ response_flags: record.responseFlags });
   }
+
+  #series(record: RequestRecord): Series {
+    const view = this.#deps.index();
+    if (view !== this.#cachedView || this.#cache.size >= MAX_CACHED_SERIES) {
+      this.#cache = new Map();
+      this.#cachedView = view;
+    }
+    const key = seriesKey(record);
+    let series = this.#cache.get(key);
+    if (!series) {
+      const labels = requestLabels(record, view, this.#deps.trustDomain);
+      series = {
+        requests: this.#requests.labels(labels),
+        duration: this.#duration.labels(labels),
+        requestBytes: this.#requestBytes.labels(labels),
+        responseBytes: this.#responseBytes.labels(labels),
+        destinationService: labels.destination_service,
+      };
+      this.#cache.set(key, series);
+    }
+    return series;
+  }
+}
+
+interface Series {
+  requests: { inc(): void };
+  duration: { observe(v: number): void };
+  requestBytes: { observe(v: number): void };
+  responseBytes: { observe(v: number): void };
+  destinationService: string;
+}
+
+/** Series stay cached for a configuration (labels depend on it), up to this many. */
+const MAX_CACHED_SERIES = 10_000;
+
+/** What the labels of a record depend on: its peers and outcome (addresses only as keys). */
+function seriesKey(r: RequestRecord): string {
+  const src = r.source.pod ? `${r.source.pod.namespace}/${r.source.pod.name}` : '';
+  const dst = r.destination.service ? `${r.destination.service.namespace}/${r.destination.service.name}` : '';
+  const ep = r.destination.endpoint ? `${r.destination.endpoint.ip}:${r.destination.endpoint.port}` : '';
+  return `${r.reporter}|${src}|${r.source.ip}|${r.source.identity ?? ''}|${dst}|${ep}|${r.protocol}|${r.status}|${r.grpcStatus ?? ''}|${r.responseFlags}|${r.security}`;
 }
 
 /** Istio's values: response_code 0 when no answer went out, grpc_response_status empty for
