@@ -8,7 +8,7 @@ import { NodemeshError } from '../errors.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import type { Authorization, FlowObserver, ProxyFlow } from './flow-table.js';
 import { flowPeers, requestPeers, serviceFqdn, type Peer } from './peers.js';
-import type { RequestObserver, RequestRecord } from './request-record.js';
+import { requestSummary, type RequestObserver, type RequestRecord } from './request-record.js';
 import { responseFlags } from './tcp-metrics.js';
 
 export type AccessLogMode = { kind: 'off' } | { kind: 'all' } | { kind: 'sampled'; ratio: number };
@@ -100,13 +100,7 @@ export class AccessLog implements FlowObserver, RequestObserver {
       dst: { service: service ? serviceFqdn(service) : null, port: r.destination.service?.port ?? null, ...peer(destination) },
       route: r.route ?? null,
       endpoint: ep ? { addr: `${ep.ip}:${ep.port}`, node: ep.nodeName } : null,
-      protocol: r.protocol,
-      httpVersion: r.httpVersion,
-      method: r.method,
-      authority: r.authority,
-      path: r.path,
-      status: r.status,
-      grpcStatus: r.grpcStatus ?? null,
+      ...requestSummary(r),
       responseFlags: r.responseFlags,
       requestBytes: r.requestBytes,
       responseBytes: r.responseBytes,

@@ -42,3 +42,16 @@ export interface RequestRecord {
 export interface RequestObserver {
   request(record: RequestRecord): void;
 }
+
+/** The request and its answer, as the access log and tap both show them. */
+export function requestSummary(r: RequestRecord) {
+  return {
+    protocol: r.protocol,
+    httpVersion: r.httpVersion,
+    method: r.method,
+    authority: r.authority,
+    path: r.path,
+    status: r.status,
+    grpcStatus: r.grpcStatus ?? null,
+  };
+}

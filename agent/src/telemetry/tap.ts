@@ -4,7 +4,7 @@ import { NodemeshError } from '../errors.js';
 import { podName } from '../state/mesh-index.js';
 import { matchesName } from './flow-filter.js';
 import type { ResponseFlag } from './flow-table.js';
-import type { RequestObserver, RequestRecord } from './request-record.js';
+import { requestSummary, type RequestObserver, type RequestRecord } from './request-record.js';
 
 export interface TapFilter {
   /** Destination service or endpoint pod: "name" (any namespace) or "namespace/name". */
@@ -102,13 +102,7 @@ export function tapEvent(r: RequestRecord): TapEvent {
   return {
     time: new Date(r.startMs).toISOString(),
     reporter: r.reporter,
-    protocol: r.protocol,
-    httpVersion: r.httpVersion,
-    method: r.method,
-    authority: r.authority,
-    path: r.path,
-    status: r.status,
-    grpcStatus: r.grpcStatus ?? null,
+    ...requestSummary(r),
     latencyMs: Math.round(r.durationMs * 100) / 100,
     responseFlags: r.responseFlags,
     retries: r.retries,
