@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { memoryLogger } from '../testing/mesh.js';
 import { nodeMayHold } from './authz-rule.js';
 import { MeshCA } from './ca.js';
+import { CertStore } from './cert-store.js';
 import { CertManager, type CertManagerOptions, type IdentityStatus, type Signer } from './cert-manager.js';
 import { meshState, testKey, tmpDir } from './fixtures.js';
 import { createCsr } from './x509.js';
@@ -151,5 +153,24 @@ describe('CertManager', () => {
     assert.throws(() => m.setIdentities(['spiffe://other.example/ns/shop/sa/web']), /not in this mesh's trust domain cluster.local/);
     assert.throws(() => m.setIdentities(['web']), { code: 'NM_ERR_IDENTITY_SPIFFE_ID' });
     assert.deepEqual(m.status().map((s) => s.identity).sort(), [NODE_ID, API], 'a rejected call changes nothing');
+  });
+
+  it('restarted with the control plane down, serves the stored certificates that are still valid', async () => {
+    const store = new CertStore(tmpDir());
+    const first = manager({ signer: controlPlane().signer, store }).m;
+    first.setIdentities([WEB, API]);
+    const [web] = await Promise.all([first.ready(WEB, 5000), first.ready(API, 5000)]);
+    first.setIdentities([WEB]);
+    first.stop();
+    for (const f of readdirSync(store.dir)) assert.equal(statSync(`${store.dir}/${f}`).mode & 0o777, 0o600);
+
+    const cp = controlPlane();
+    cp.down = true;
+    const { m, lines } = manager({ signer: cp.signer, store });
+    m.setIdentities([WEB, API]);
+    assert.equal(m.credentials(WEB)?.serial, web.serial, 'the stored certificate is used at once');
+    assert.equal(m.credentials(API), undefined, 'a dropped identity left no file behind');
+    await until('a request for the missing identity', () => statusOf(m, API)?.state === 'failed', 5000);
+    assert.ok(lines.some((l) => l.msg === `using the stored certificate of ${WEB}`));
   });
 });

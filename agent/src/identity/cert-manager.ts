@@ -4,6 +4,7 @@ import crypto, { type KeyObject, X509Certificate } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { NodemeshError } from '../errors.js';
+import type { CertStore } from './cert-store.js';
 import { identityOfPeer } from './peer.js';
 import { formatSpiffeId, nodeIdentity, parseSpiffeId } from './spiffe.js';
 import { createCsr, pemCertificates } from './x509.js';
@@ -31,6 +32,8 @@ export interface CertManagerOptions {
   retryBaseMs?: number;
   /** Longest retry delay; 60 s by default. */
   retryMaxMs?: number;
+  /** Keeps certificates across restarts: a stored one still valid is used until renewed. */
+  store?: CertStore;
 }
 
 export interface Credentials {
@@ -85,6 +88,7 @@ export class CertManager {
   readonly #retryBaseMs: number;
   readonly #retryMaxMs: number;
   readonly #log: Logger;
+  readonly #store: CertStore | undefined;
   readonly #entries = new Map<string, Entry>();
   readonly #rotateListeners = new Set<(identity: string) => void>();
   #stopped = false;
@@ -96,6 +100,7 @@ export class CertManager {
     this.#retryBaseMs = opts.retryBaseMs ?? 1000;
     this.#retryMaxMs = opts.retryMaxMs ?? 60_000;
     this.#log = opts.log;
+    this.#store = opts.store;
     this.nodeIdentity = formatSpiffeId(nodeIdentity(opts.trustDomain));
     this.#add(this.nodeIdentity, [opts.node]);
   }
@@ -118,6 +123,7 @@ export class CertManager {
       if (wanted.has(identity)) continue;
       this.#entries.delete(identity);
       entry.removed = true;
+      this.#store?.remove(identity);
       clearTimeout(entry.timer);
       clearTimeout(entry.expiryTimer);
       for (const w of entry.waiters) this.#settle(entry, w, new NodemeshError('NM_ERR_IDENTITY_NOT_READY', `${identity} is no longer needed on this node`));
@@ -197,7 +203,21 @@ export class CertManager {
   #add(identity: string, dnsNames: string[]): void {
     const entry: Entry = { identity, dnsNames, inFlight: false, failures: 0, removed: false, waiters: new Set() };
     this.#entries.set(identity, entry);
-    void this.#issue(entry);
+    if (!this.#restore(entry)) void this.#issue(entry);
+  }
+
+  /** Installs the stored certificate of the entry if it passes the checks of a fresh answer. */
+  #restore(entry: Entry): boolean {
+    const stored = this.#store?.load(entry.identity);
+    if (!stored) return false;
+    try {
+      const creds = this.#accept(entry, stored, crypto.createPrivateKey(stored.key));
+      this.#install(entry, creds, 'restored');
+      return true;
+    } catch (err) {
+      this.#log.info({ identity: entry.identity, err: (err as Error).message }, `stored certificate of ${entry.identity} not usable; requesting a new one`);
+      return false;
+    }
   }
 
   async #issue(entry: Entry): Promise<void> {
@@ -216,7 +236,8 @@ export class CertManager {
       if (this.#stopped || entry.removed) return;
       const creds = this.#accept(entry, answer, privateKey);
       delete entry.pending;
-      this.#install(entry, creds);
+      this.#store?.save({ identity: entry.identity, key: creds.key, certChainPem: answer.certChainPem, rootPem: answer.rootPem });
+      this.#install(entry, creds, entry.current ? 'renewed' : 'got');
     } catch (err) {
       if (this.#stopped || entry.removed) return;
       this.#failed(entry, err as Error);
@@ -256,8 +277,7 @@ export class CertManager {
     };
   }
 
-  #install(entry: Entry, creds: Credentials): void {
-    const first = entry.current === undefined;
+  #install(entry: Entry, creds: Credentials, how: 'got' | 'renewed' | 'restored'): void {
     entry.current = creds;
     entry.failures = 0;
     delete entry.lastError;
@@ -279,7 +299,7 @@ export class CertManager {
     }, Math.min(creds.notAfter.getTime() - now, MAX_TIMER_MS)).unref();
     this.#log.info(
       { identity: entry.identity, serial: creds.serial, notAfter: creds.notAfter.toISOString(), renewInMs: Math.round(renewIn) },
-      first ? `got certificate for ${entry.identity}` : `renewed certificate for ${entry.identity}`,
+      how === 'restored' ? `using the stored certificate of ${entry.identity}` : `${how} certificate for ${entry.identity}`,
     );
     for (const w of entry.waiters) this.#settle(entry, w, creds);
     for (const listener of this.#rotateListeners) {
