@@ -170,4 +170,14 @@ describe('MeshCA: signing', () => {
     const signed = shortCa.sign({ node: 'n1', csrPem: csr([WEB]), ttlSeconds: 3600, authorize });
     assert.ok(signed.notAfter.getTime() <= root.cert.validity.notAfter.getTime());
   });
+
+  it('issues the controller a serving certificate for the names agents dial, chained to the root', () => {
+    const { ca } = newCa();
+    const serving = ca.issueServing(['nodemesh-controller.nodemesh-system.svc'], 3600);
+    const leaf = new X509Certificate(serving.certChainPem);
+    assert.equal(leaf.subjectAltName, 'URI:spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-controller, DNS:nodemesh-controller.nodemesh-system.svc');
+    assert.ok(leaf.checkPrivateKey(crypto.createPrivateKey(serving.key)));
+    assert.ok(leaf.verify(new X509Certificate(ca.rootPem).publicKey));
+  });
 });
+

@@ -8,8 +8,10 @@ import type { Logger } from 'pino';
 import { NodemeshError } from '../errors.js';
 import {
   checkTrustDomain,
+  CONTROLLER_SERVICE_ACCOUNT,
   formatSpiffeId,
   isNodeIdentity,
+  NODE_NAMESPACE,
   parseSpiffeId,
   principalOf,
   type SpiffeId,
@@ -215,6 +217,27 @@ export class MeshCA {
     const verdict = req.authorize(req.node, forNode ? 'node' : id);
     if (verdict !== true) throw refuse(verdict);
 
+    const signed = this.#issue(publicKey, uri, forNode ? [req.node] : [], req.ttlSeconds);
+    this.#log.info(
+      { node: req.node, identity: uri, serial: signed.serial, notAfter: signed.notAfter.toISOString() },
+      `signed ${principalOf(id)} for node ${req.node}`,
+    );
+    return signed;
+  }
+
+  /**
+   * A serving certificate for the controller's config stream, with its own key: the SPIFFE id
+   * of the controller's service account and the DNS names agents dial.
+   */
+  issueServing(dnsNames: readonly string[], ttlSeconds: number): SignedCertificate & { key: string } {
+    const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: MIN_RSA_BITS });
+    const uri = formatSpiffeId({ trustDomain: this.trustDomain, namespace: NODE_NAMESPACE, serviceAccount: CONTROLLER_SERVICE_ACCOUNT });
+    const forgeKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
+    const signed = this.#issue(forgeKey, uri, dnsNames, ttlSeconds);
+    return { ...signed, key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+  }
+
+  #issue(publicKey: forge.pki.PublicKey, uri: string, dnsNames: readonly string[], ttlSeconds: number): SignedCertificate {
     // X.509 times have whole seconds; round here so the dates returned are the certificate's.
     const now = Math.floor(Date.now() / 1000) * 1000;
     const caNotAfter = this.#cert.validity.notAfter;
@@ -222,22 +245,19 @@ export class MeshCA {
     cert.publicKey = publicKey;
     cert.serialNumber = randomSerialHex();
     cert.validity.notBefore = new Date(now - CLOCK_SKEW_SECONDS * 1000);
-    cert.validity.notAfter = new Date(Math.min(now + req.ttlSeconds * 1000, caNotAfter.getTime()));
+    cert.validity.notAfter = new Date(Math.min(now + ttlSeconds * 1000, caNotAfter.getTime()));
     cert.setSubject([{ name: 'organizationName', value: 'nodemesh' }]);
     cert.setIssuer(this.#cert.subject.attributes);
     cert.setExtensions([
       { name: 'basicConstraints', cA: false, critical: true },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [{ type: SAN_URI, value: uri }, ...(forNode ? [{ type: SAN_DNS, value: req.node }] : [])],
-      },
+      { name: 'subjectAltName', altNames: [{ type: SAN_URI, value: uri }, ...dnsNames.map((value) => ({ type: SAN_DNS, value }))] },
       { name: 'subjectKeyIdentifier' },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.#keyId },
     ]);
     signCertificate(cert, this.#key);
-    const signed: SignedCertificate = {
+    return {
       certChainPem: certificateToPem(cert) + this.#intermediatesPem,
       rootPem: this.rootPem,
       serial: cert.serialNumber.toUpperCase(),
@@ -245,11 +265,6 @@ export class MeshCA {
       notAfter: cert.validity.notAfter,
       identity: uri,
     };
-    this.#log.info(
-      { node: req.node, identity: uri, serial: signed.serial, notAfter: signed.notAfter.toISOString() },
-      `signed ${principalOf(id)} for node ${req.node}`,
-    );
-    return signed;
   }
 
   #readCsr(req: SignRequest): { id: SpiffeId; dnsNames: string[]; publicKey: forge.pki.PublicKey } {

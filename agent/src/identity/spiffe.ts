@@ -13,6 +13,8 @@ export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 /** Namespace and service account of the agents: the node identity used by HBONE servers. */
 export const NODE_NAMESPACE = 'nodemesh-system';
 export const NODE_SERVICE_ACCOUNT = 'nodemesh-agent';
+/** The controller's service account, named in its serving certificate. */
+export const CONTROLLER_SERVICE_ACCOUNT = 'nodemesh-controller';
 
 // SPIFFE allows [a-z0-9._-] in a trust domain; it must be lowercase.
 const TRUST_DOMAIN = /^[a-z0-9](?:[a-z0-9._-]{0,253}[a-z0-9])?$/;
