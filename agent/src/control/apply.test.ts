@@ -196,4 +196,23 @@ spec: { clusterIP: None, ports: [{ port: 5432 }] }
     const state = apply(null, 'apiVersion: apps/v1\nkind: Pod\nmetadata: { name: p }\n');
     assert.equal(state.rejections[0]?.field, 'apiVersion');
   });
+
+  it('Kubernetes mode: finds a local pod cgroup from its UID and QoS class, never for pods of other nodes', () => {
+    const asked: Array<{ uid: string; qosClass?: string }> = [];
+    const podCgroup = (p: { uid: string; qosClass?: string }) => (asked.push(p), `/sys/fs/cgroup/kubepods/burstable/pod${p.uid}`);
+    const kubePod = (name: string, node: string, uid: string) => `
+apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: demo, uid: ${uid} }
+spec: { nodeName: ${node}, containers: [{ name: app }] }
+status: { podIP: 10.1.0.9, qosClass: Burstable }
+---`;
+    const yaml = kubePod('here', 'node-1', 'a1') + kubePod('there', 'node-2', 'b2');
+    const state = applyConfig(null, parseConfig(yaml, 'snapshot'), { node: NODE, cgroupExists, podCgroup });
+    assert.deepEqual(state.rejections, []);
+    assert.equal(state.pods.get('demo/here')?.cgroupPath, '/sys/fs/cgroup/kubepods/burstable/poda1');
+    assert.equal(state.pods.get('demo/there')?.cgroupPath, undefined);
+    assert.deepEqual(asked, [{ uid: 'a1', qosClass: 'Burstable' }]);
+  });
 });
+

@@ -14,6 +14,7 @@ export interface ApplyOptions {
   node: string;
   /** Defaults to "is a directory on this machine"; tests point it elsewhere. */
   cgroupExists?: (path: string) => boolean;
+  podCgroup?: ValidationContext['podCgroup'];
 }
 
 type Building = { [C in CollectionName]: Map<string, Collections[C]> };
@@ -23,7 +24,11 @@ export function applyConfig(
   docs: readonly ConfigDocument[],
   opts: ApplyOptions,
 ): MeshState {
-  const ctx: ValidationContext = { node: opts.node, cgroupExists: opts.cgroupExists ?? isDirectory };
+  const ctx: ValidationContext = {
+    node: opts.node,
+    cgroupExists: opts.cgroupExists ?? isDirectory,
+    ...(opts.podCgroup && { podCgroup: opts.podCgroup }),
+  };
   const next: Building = {
     nodes: new Map(),
     namespaces: new Map(),

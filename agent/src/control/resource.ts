@@ -36,6 +36,11 @@ export interface ValidationContext {
   /** This agent's node: checks that only make sense locally (cgroup directories) apply to its pods. */
   node: string;
   cgroupExists(path: string): boolean;
+  /**
+   * Kubernetes mode: the cgroup directory of a pod of this node found from its UID (and QoS
+   * class) under the kubelet's layouts; undefined while the pod has none yet.
+   */
+  podCgroup?: (pod: { uid: string; qosClass?: string }) => string | undefined;
 }
 
 export interface ObjectMeta {

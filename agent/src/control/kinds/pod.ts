@@ -48,7 +48,13 @@ export const podKind: KindValidator<'pods'> = {
     const podIP = readString(status.podIP, 'status.podIP', errors);
     if (podIP) pod.podIP = readIPv4(podIP, 'status.podIP', errors);
     const cgroupPath = meta.annotations[CGROUP_ANNOTATION];
-    if (cgroupPath !== undefined && checkCgroup(cgroupPath, pod.nodeName, errors, ctx)) pod.cgroupPath = cgroupPath;
+    if (cgroupPath !== undefined) {
+      if (checkCgroup(cgroupPath, pod.nodeName, errors, ctx)) pod.cgroupPath = cgroupPath;
+    } else if (pod.nodeName === ctx.node && meta.uid && ctx.podCgroup) {
+      const qosClass = readString(status.qosClass, 'status.qosClass', errors);
+      const found = ctx.podCgroup({ uid: meta.uid, ...(qosClass && { qosClass }) });
+      if (found) pod.cgroupPath = found;
+    }
     return pod;
   },
 };
