@@ -34,22 +34,38 @@ export class AgentProcess {
     return this.#output;
   }
 
+  /** Standalone mode: follows the YAML file; resolves once the agent is ready. */
   async start(configPath: string): Promise<void> {
+    await this.#launch([
+      '--config',
+      configPath,
+      // Every node of one mesh trusts one root: the first agent creates it, the others load it.
+      '--ca-dir',
+      path.join(this.#tb.scratchDir, 'ca'),
+    ]);
+  }
+
+  /**
+   * Kubernetes mode: follows the controller's config stream. `ready: false` returns as soon as
+   * the process runs (an agent with neither controller nor snapshot waits for the controller).
+   */
+  async startWithController(opts: { controller: string; controllerCa: string; tokenFile: string; stateDir: string; ready?: boolean }): Promise<void> {
+    const args = ['--controller', opts.controller, '--controller-ca', opts.controllerCa, '--token-file', opts.tokenFile, '--state-dir', opts.stateDir];
+    await this.#launch(args, opts.ready ?? true);
+  }
+
+  async #launch(sourceArgs: string[], waitReady = true): Promise<void> {
     const child = this.#tb.spawnInNode(this.node, [
       process.execPath,
       CLI,
       'agent',
-      '--config',
-      configPath,
+      ...sourceArgs,
       '--node',
       this.node,
       '--cgroup-root',
       this.#tb.nodeCgroup(this.node),
       '--bpffs',
       this.bpffs,
-      // Every node of one mesh trusts one root: the first agent creates it, the others load it.
-      '--ca-dir',
-      path.join(this.#tb.scratchDir, 'ca'),
       ...this.#extraArgs,
     ]);
     this.#child = child;
@@ -57,10 +73,17 @@ export class AgentProcess {
     const collect = (chunk: Buffer) => (this.#output += chunk.toString());
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
-    const deadline = Date.now() + 20_000;
-    while (!this.#output.includes('agent ready')) {
-      if (child.exitCode !== null) throw new Error(`agent on ${this.node} exited ${child.exitCode}:\n${this.#output}`);
-      if (Date.now() > deadline) throw new Error(`agent on ${this.node} not ready within 20 s:\n${this.#output}`);
+    if (!waitReady) return;
+    await this.waitFor('agent ready', 20_000);
+  }
+
+  /** Waits until the agent's output contains `text`; fails if the agent exits first. */
+  async waitFor(text: string, timeoutMs: number): Promise<void> {
+    const child = this.#child;
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#output.includes(text)) {
+      if (!child || child.exitCode !== null) throw new Error(`agent on ${this.node} exited ${child?.exitCode}:\n${this.#output}`);
+      if (Date.now() > deadline) throw new Error(`agent on ${this.node}: no "${text}" within ${timeoutMs} ms:\n${this.#output}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -1,5 +1,6 @@
-// Describes a testbed in Kubernetes shapes (Node, Namespace, Pod) for the agent's
-// standalone config, so the agent sees the same topology it would get from the API server.
+// Describes a testbed in Kubernetes shapes (Node, Namespace, Pod): for the agent's standalone
+// config, or for the API server double the controller watches, so either way the agent sees
+// the topology it would get from a real cluster.
 
 import { stringify } from 'yaml';
 import type { Plan, TestbedSpec } from './topology.js';
@@ -7,7 +8,8 @@ import type { Plan, TestbedSpec } from './topology.js';
 export const POD_CGROUP_ANNOTATION = 'nodemesh.io/cgroup';
 export const POD_PORTS = { http: 8080, echo: 9000 } as const;
 
-export function nodeYaml(spec: TestbedSpec, plan: Plan, podCgroup: (pod: string) => string): string {
+/** podCgroup: name each pod's cgroup in the nodemesh.io/cgroup annotation (standalone mode). */
+export function kubeObjects(spec: TestbedSpec, plan: Plan, podCgroup?: (pod: string) => string): Array<Record<string, unknown>> {
   const nodes = plan.nodes.map((node) => ({
     apiVersion: 'v1',
     kind: 'Node',
@@ -22,8 +24,9 @@ export function nodeYaml(spec: TestbedSpec, plan: Plan, podCgroup: (pod: string)
       metadata: {
         name: pod.spec.name,
         namespace: pod.spec.namespace,
+        uid: pod.uid,
         labels: pod.spec.labels ?? {},
-        annotations: { [POD_CGROUP_ANNOTATION]: podCgroup(pod.spec.name) },
+        ...(podCgroup && { annotations: { [POD_CGROUP_ANNOTATION]: podCgroup(pod.spec.name) } }),
       },
       spec: {
         nodeName: node.name,
@@ -42,6 +45,7 @@ export function nodeYaml(spec: TestbedSpec, plan: Plan, podCgroup: (pod: string)
         podIP: pod.ip,
         podIPs: [{ ip: pod.ip }],
         conditions: [{ type: 'Ready', status: 'True' }],
+        qosClass: 'BestEffort',
       },
     })),
   );
@@ -54,5 +58,7 @@ export function nodeYaml(spec: TestbedSpec, plan: Plan, podCgroup: (pod: string)
     kind: 'Namespace',
     metadata: { name, labels: spec.namespaces?.[name] ?? {} },
   }));
-  return [...nodes, ...namespaces, ...pods].map((doc) => stringify(doc)).join('---\n');
+  return [...nodes, ...namespaces, ...pods];
 }
+
+export const stringifyDocs = (docs: readonly unknown[]): string => docs.map((doc) => stringify(doc)).join('---\n');

@@ -11,10 +11,10 @@ import type { ChildProcess } from 'node:child_process';
 import { onProcessEnd } from './exit-hooks.js';
 import { cgroup2Mount, netnsPath, removeSelected } from './host.js';
 import { buildNetwork } from './network.js';
-import { nodeYaml, POD_PORTS } from './node-yaml.js';
+import { kubeObjects, POD_PORTS, stringifyDocs } from './node-yaml.js';
 import { inNode, inPod, ProcessTracker, type ExecOptions, type ExecResult, type SpawnOptions } from './processes.js';
 import { NodemeshError } from '../../agent/src/errors.js';
-import { CGROUP_PREFIX, NETNS_PREFIX, plan, type Plan, type PlannedNode, type PlannedPod, type TestbedSpec } from './topology.js';
+import { CGROUP_PREFIX, NETNS_PREFIX, plan, podCgroupDir, type Plan, type PlannedNode, type PlannedPod, type TestbedSpec } from './topology.js';
 
 export type { ExecOptions, ExecResult, SpawnOptions } from './processes.js';
 export type { NodeSpec, PodSpec, TestbedSpec } from './topology.js';
@@ -90,9 +90,18 @@ export class Testbed {
     return this.#pod(pod).ip;
   }
 
-  /** The pod's cgroup v2 directory, `<mount>/nodemesh-testbed-<id>/<node>/<pod>`. */
+  /**
+   * The pod's cgroup v2 directory under its node's: `<mount>/nodemesh-testbed-<id>/<node>/<pod>`,
+   * or the kubelet's layout for the node's cgroupDriver.
+   */
   podCgroup(pod: string): string {
-    return join(this.#cgroupRoot, this.#pod(pod).node, pod);
+    const planned = this.#pod(pod);
+    const driver = this.#spec.nodes.find((n) => n.name === planned.node)?.cgroupDriver;
+    return join(this.nodeCgroup(planned.node), podCgroupDir(driver, planned));
+  }
+
+  podUid(pod: string): string {
+    return this.#pod(pod).uid;
   }
 
   /** The node's cgroup v2 directory: the agent's --cgroup-root. */
@@ -154,7 +163,15 @@ export class Testbed {
 
   /** Node, Namespace and Pod documents for the agent's standalone config. */
   nodeYaml(): string {
-    return nodeYaml(this.#spec, this.#plan, (pod) => this.podCgroup(pod));
+    return stringifyDocs(this.kubeObjects({ cgroupAnnotations: true }));
+  }
+
+  /**
+   * The testbed's Node, Namespace and Pod objects as Kubernetes holds them (with UIDs and QoS
+   * class); with cgroupAnnotations, each pod also names its cgroup for a standalone agent.
+   */
+  kubeObjects(opts: { cgroupAnnotations: boolean }): Array<Record<string, unknown>> {
+    return kubeObjects(this.#spec, this.#plan, opts.cgroupAnnotations ? (pod) => this.podCgroup(pod) : undefined);
   }
 
   /** Kills every process of the testbed and removes its netns, cgroups and pins. Idempotent. */

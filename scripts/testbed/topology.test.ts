@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { nodeYaml } from './node-yaml.js';
-import { plan, type TestbedSpec } from './topology.js';
+import { kubeObjects, stringifyDocs } from './node-yaml.js';
+import { plan, podCgroupDir, type TestbedSpec } from './topology.js';
 
 const spec: TestbedSpec = {
   nodes: [
@@ -42,8 +42,8 @@ describe('testbed plan', () => {
   });
 });
 
-describe('testbed nodeYaml', () => {
-  const docs = parseAllDocuments(nodeYaml(spec, plan(spec, 'id1'), (pod) => `/cg/${pod}`)).map((d) => d.toJSON());
+describe('testbed Kubernetes objects', () => {
+  const docs = parseAllDocuments(stringifyDocs(kubeObjects(spec, plan(spec, 'id1'), (pod) => `/cg/${pod}`))).map((d) => d.toJSON());
 
   it('describes each node with its InternalIP', () => {
     const nodes = docs.filter((d) => d.kind === 'Node');
@@ -76,5 +76,31 @@ describe('testbed nodeYaml', () => {
     assert.deepEqual(a.status.conditions, [{ type: 'Ready', status: 'True' }]);
     const b = docs.find((d) => d.kind === 'Pod' && d.metadata.name === 'b');
     assert.equal(b.spec.serviceAccountName, 'default');
+  });
+});
+
+describe('testbed kubelet cgroup layouts', () => {
+  const pod = plan(spec, 'id1').nodes[0]!.pods[0]!;
+
+  it('gives each pod a stable RFC 4122 UUID', () => {
+    assert.match(pod.uid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(plan(spec, 'id1').nodes[0]!.pods[0]!.uid, pod.uid);
+    assert.notEqual(plan(spec, 'id2').nodes[0]!.pods[0]!.uid, pod.uid);
+  });
+
+  it('names pod cgroups as the cgroupfs and systemd drivers do for BestEffort pods', () => {
+    assert.equal(podCgroupDir('cgroupfs', pod), `kubepods/besteffort/pod${pod.uid}`);
+    assert.equal(
+      podCgroupDir('systemd', pod),
+      `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${pod.uid.replaceAll('-', '_')}.slice`,
+    );
+    assert.equal(podCgroupDir(undefined, pod), 'a');
+  });
+
+  it('leaves the cgroup annotation out of the objects for the API server', () => {
+    const objects = kubeObjects(spec, plan(spec, 'id1')) as Array<{ kind: string; metadata: { annotations?: unknown; uid?: string } }>;
+    const a = objects.find((o) => o.kind === 'Pod')!;
+    assert.equal(a.metadata.annotations, undefined);
+    assert.equal(a.metadata.uid, pod.uid);
   });
 });

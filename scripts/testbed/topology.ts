@@ -1,6 +1,7 @@
 // Turns a testbed spec into a plan: every netns, interface, address and cgroup path the
 // testbed will create, computed up front so building and cleaning up follow one source.
 
+import { createHash } from 'node:crypto';
 import { NodemeshError } from '../../agent/src/errors.js';
 
 export interface PodSpec {
@@ -13,6 +14,12 @@ export interface PodSpec {
 export interface NodeSpec {
   name: string;
   pods: PodSpec[];
+  /**
+   * Lay the pods' cgroups out as this kubelet cgroup driver does (BestEffort QoS, named by the
+   * pod UID) under the node's cgroup, for agents in Kubernetes mode; default: flat
+   * `<node>/<pod>` directories named in the pod's nodemesh.io/cgroup annotation.
+   */
+  cgroupDriver?: 'cgroupfs' | 'systemd';
 }
 
 export interface TestbedSpec {
@@ -23,6 +30,8 @@ export interface TestbedSpec {
 
 export interface PlannedPod {
   spec: PodSpec;
+  /** metadata.uid: an RFC 4122 UUID derived from the testbed id and the pod name. */
+  uid: string;
   node: string;
   netns: string;
   ip: string;
@@ -74,6 +83,7 @@ export function plan(spec: TestbedSpec, id: string): Plan {
     podCidr: `10.244.${i + 1}.0/24`,
     pods: node.pods.map((pod, k) => ({
       spec: pod,
+      uid: podUid(id, pod.name),
       node: node.name,
       netns: netnsName(id, pod.name),
       ip: `10.244.${i + 1}.${k + 2}`,
@@ -81,6 +91,21 @@ export function plan(spec: TestbedSpec, id: string): Plan {
     })),
   }));
   return { id, nodes, underlayNetns: nodes.length === 2 ? null : underlayNetnsName(id) };
+}
+
+function podUid(id: string, pod: string): string {
+  const h = createHash('sha256').update(`${id}/${pod}`).digest('hex');
+  const variant = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** The pod's cgroup directory relative to its node's, as the node's kubelet would name it. */
+export function podCgroupDir(driver: NodeSpec['cgroupDriver'], pod: PlannedPod): string {
+  if (driver === 'cgroupfs') return `kubepods/besteffort/pod${pod.uid}`;
+  if (driver === 'systemd') {
+    return `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${pod.uid.replaceAll('-', '_')}.slice`;
+  }
+  return pod.spec.name;
 }
 
 function validate(spec: TestbedSpec, id: string): void {
