@@ -12,7 +12,8 @@ import type { L7Connection } from '../proxy/outbound.js';
 import { relay, reset } from '../proxy/relay.js';
 import type { UpstreamDialer } from '../proxy/upstream-dial.js';
 import type { Endpoint, MeshIndex, ServiceDestination } from '../state/mesh-index.js';
-import { objectKey, type RouteFilter, type RouteRule } from '../state/model.js';
+import { objectKey, type MeshState, type RouteFilter, type RouteRule } from '../state/model.js';
+import { authorizationChanged } from '../policy/index.js';
 import { trafficPolicyFor } from '../state/traffic.js';
 import { Cluster } from './cluster.js';
 import type { HttpProtocol } from './detect.js';
@@ -66,6 +67,8 @@ export class L7Proxy {
   readonly #pool = new UpstreamPool();
   readonly #policies: LocalPolicies;
   readonly #random: () => number;
+  /** The configuration of the last update. */
+  #state: MeshState | undefined;
 
   constructor(deps: L7Deps) {
     this.#deps = deps;
@@ -107,10 +110,15 @@ export class L7Proxy {
     return closed;
   }
 
-  /** A new configuration: pooled connections retire (policies may have changed) and state of
-   * destinations and policies no longer configured is dropped. */
+  /**
+   * A new configuration: pooled connections retire when what authorization depends on changed
+   * (a connection admitted under the old policies must not carry new requests), and state of
+   * destinations and policies no longer configured is dropped. Endpoint churn alone, the
+   * usual change from Kubernetes, keeps the pool.
+   */
   update(view: MeshIndex): void {
-    this.#pool.retireAll();
+    if (this.#state && authorizationChanged(this.#state, view.state)) this.#pool.retireAll();
+    this.#state = view.state;
     const live = new Set<string>();
     for (const d of view.destinations.values()) if (d.kind === 'service') live.add(`${d.service.namespace}/${d.service.name}:${d.port.port}`);
     for (const [key, { cluster }] of this.#clusters) {
