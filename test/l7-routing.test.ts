@@ -304,6 +304,9 @@ describe('L7 routing end to end: detection, HTTP/1.1, h2c, gRPC, Gateway API rou
     t.diagnostic(`h2load ${/finished in .*/.exec(r.stdout)?.[0] ?? ''}; backends ${JSON.stringify(byPod)}`);
     assert.equal(Object.values(byPod).reduce((a, b) => a + b, 0), 2000, JSON.stringify(byPod));
     for (const pod of BACKENDS) assert.ok((byPod[pod] ?? 0) >= 100, `${pod} got ${byPod[pod]} of 2000: ${JSON.stringify(byPod)}`);
+    // Four client connections, one multiplexed upstream session per endpoint.
+    const pooled = (await status('n1')).pooledUpstream;
+    assert.ok(pooled.h2 >= 1 && pooled.h2 <= BACKENDS.length, JSON.stringify(pooled));
   });
 
   it('gRPC: unary calls on one channel balanced per request over the three pods; server and bidi streams work', async (t) => {

@@ -67,6 +67,8 @@ export interface AgentStatus {
   enrolledPods: number;
   services: number;
   openConnections: number;
+  /** L7 upstream connections kept for reuse: HTTP/1.1 connections and HTTP/2 sessions. */
+  pooledUpstream: { h1: number; h2: number };
   bpf: ReturnType<Redirect['status']>;
 }
 
@@ -206,6 +208,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       enrolledPods: view().localPods.size,
       services: view().state.services.size,
       openConnections: flows.openCount,
+      pooledUpstream: l7.pooled(),
       bpf: redirect.status(),
     }),
     '/flows': (query) => {

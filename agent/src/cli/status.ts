@@ -26,6 +26,7 @@ export function statusCommand(program: Command): void {
         `enrolled pods:   ${s.enrolledPods}`,
         `services:        ${s.services}`,
         `open conns:      ${s.openConnections}`,
+        `pooled upstream: ${s.pooledUpstream.h1} HTTP/1.1 connections, ${s.pooledUpstream.h2} HTTP/2 sessions`,
         `bpf pins:        ${s.bpf.pinDir}`,
         `plaintext refused (STRICT): ${s.bpf.plaintextRefused}`,
         '',

@@ -129,6 +129,11 @@ export class L7Proxy {
     this.#policies.retain(view.state);
   }
 
+  /** Pooled upstream HTTP/1.1 connections and HTTP/2 sessions, open now. */
+  pooled(): { h1: number; h2: number } {
+    return this.#pool.size;
+  }
+
   /** Endpoints ejected by outlier detection now, by destination ("ns/name:port"). */
   ejections(): Map<string, number> {
     const out = new Map<string, number>();
