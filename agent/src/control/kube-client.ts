@@ -155,5 +155,8 @@ export function apiErrorMessage(err: unknown): string {
     }
     return `${err.code} ${typeof message === 'string' ? message : String(err.message).split('\n')[1]?.replace(/^Message: /, '') ?? ''}`.trim();
   }
-  return String((err as Error)?.message ?? err).split('\n')[0]!;
+  const message = String((err as Error)?.message ?? err).split('\n')[0]!;
+  // client-node's watch reports a refused request as an Error holding only the status text.
+  const status = err instanceof KubeApiError ? undefined : httpStatusOf(err);
+  return status ? `${status} ${message}` : message;
 }

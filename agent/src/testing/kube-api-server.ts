@@ -27,7 +27,7 @@ export interface TokenInfo {
 }
 
 /** An object reference for the in-process calls; namespaced kinds default to "default". */
-export type ObjectRef = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };
+export type ObjectRef = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [field: string]: unknown } };
 
 interface Watcher {
   resource: ApiResource;
