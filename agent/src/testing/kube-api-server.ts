@@ -7,6 +7,9 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { API_RESOURCES, apiVersionOf, failureStatus, findResource, ObjectStore, StatusError, type ApiResource, type Json, type StoreEvent } from './kube-api-store.js';
+import { TokenTable, type TokenInfo } from './kube-api-tokens.js';
+
+export type { TokenInfo } from './kube-api-tokens.js';
 
 export interface KubeApiServerOptions {
   /** How often a watch that allowed bookmarks gets one; 60 s like the real server. */
@@ -15,15 +18,6 @@ export interface KubeApiServerOptions {
   eventWindow?: number;
   /** The API server's own audiences: a TokenReview without spec.audiences checks against them. */
   apiAudiences?: string[];
-}
-
-/** What a registered token authenticates as; audiences default to the API server's. */
-export interface TokenInfo {
-  username: string;
-  uid?: string;
-  groups?: string[];
-  extra?: Record<string, string[]>;
-  audiences?: string[];
 }
 
 /** An object reference for the in-process calls; namespaced kinds default to "default". */
@@ -52,8 +46,7 @@ export class KubeApiServer {
   readonly #uninstalled = new Set<ApiResource>();
   readonly #lists = new Map<string, number>();
   readonly #failures = new Map<string, number[]>();
-  readonly #tokens = new Map<string, TokenInfo>();
-  readonly #apiAudiences: string[];
+  readonly #tokens: TokenTable;
   readonly #bookmarkTimer: NodeJS.Timeout;
 
   private constructor(server: http.Server, opts: KubeApiServerOptions) {
@@ -61,10 +54,13 @@ export class KubeApiServer {
     this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     this.#store = new ObjectStore(opts.eventWindow ?? 10_000);
     this.#store.onEvent((e) => this.#broadcast(e));
-    this.#apiAudiences = opts.apiAudiences ?? ['https://kubernetes.default.svc.cluster.local'];
+    this.#tokens = new TokenTable(opts.apiAudiences ?? ['https://kubernetes.default.svc.cluster.local']);
     this.#bookmarkTimer = setInterval(() => this.#bookmark(false), opts.bookmarkIntervalMs ?? 60_000).unref();
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.#handle(req, res).catch((err: unknown) => this.#send(res, err instanceof StatusError ? err.status : failureStatus(500, 'InternalError', String(err))));
+      this.#handle(req, res).catch((err: unknown) => {
+        if (res.headersSent) res.destroy();
+        else this.#send(res, err instanceof StatusError ? err.status : failureStatus(500, 'InternalError', String(err)));
+      });
     });
   }
 
@@ -150,7 +146,7 @@ export class KubeApiServer {
   }
 
   addToken(token: string, info: TokenInfo): void {
-    this.#tokens.set(token, info);
+    this.#tokens.add(token, info);
   }
 
   async close(): Promise<void> {
@@ -164,7 +160,7 @@ export class KubeApiServer {
     const url = new URL(req.url ?? '/', this.url);
     const failure = this.#failures.get(url.pathname)?.shift();
     if (failure !== undefined) return this.#send(res, failureStatus(failure, REASONS[failure] ?? 'Unknown', `injected failure ${failure} for ${url.pathname}`));
-    if (url.pathname === TOKEN_REVIEWS && req.method === 'POST') return this.#send(res, this.#tokenReview(await readBody(req)), 201);
+    if (url.pathname === TOKEN_REVIEWS && req.method === 'POST') return this.#send(res, this.#tokens.review(await readBody(req)), 201);
 
     const route = this.#route(url.pathname);
     if (!route) return this.#send(res, pathNotFound());
@@ -275,25 +271,6 @@ export class KubeApiServer {
     this.#watchers.delete(w);
     if (graceful) w.res.end();
     else w.res.destroy();
-  }
-
-  /** A TokenReview answer as the service-account authenticator gives it; unauthenticated answers omit `authenticated`. */
-  #tokenReview(body: Json): Json {
-    const spec: Json = body.spec ?? {};
-    const requested: string[] = spec.audiences?.length ? spec.audiences : this.#apiAudiences;
-    const info = this.#tokens.get(spec.token);
-    const tokenAudiences = info?.audiences ?? this.#apiAudiences;
-    const audiences = tokenAudiences.filter((a) => requested.includes(a));
-    const goList = (l: string[]): string => `[${l.map((a) => JSON.stringify(a)).join(' ')}]`;
-    let status: Json;
-    if (!info) status = { user: {}, error: '[invalid bearer token, token lookup failed]' };
-    else if (audiences.length === 0) {
-      status = { user: {}, error: `[invalid bearer token, token audiences ${goList(tokenAudiences)} is invalid for the target audiences ${goList(requested)}]` };
-    } else {
-      const { username, uid, groups = ['system:authenticated'], extra } = info;
-      status = { authenticated: true, user: { username, ...(uid ? { uid } : {}), groups, ...(extra ? { extra } : {}) }, audiences };
-    }
-    return { kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status };
   }
 
   #send(res: ServerResponse, body: Json, okStatus = 200): void {
