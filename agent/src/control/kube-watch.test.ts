@@ -137,10 +137,13 @@ describe('KubeWatch against the API server double', () => {
     await watch.start();
     srv.failNext('/api/v1/pods', 500);
     srv.failNext('/api/v1/pods', 503);
+    srv.failNext('/api/v1/services', 403);
     srv.dropWatches();
     srv.create(pod('web-4'));
     await waitFor('web-4 after two failed attempts', () => find('Pod', 'web-4') !== undefined);
     assert.ok(logs.lines.some((l) => l.kind === 'Pod' && String(l.err) === '503 Service Unavailable'), 'the failure is logged');
+    const denied = logs.lines.find((l) => l.kind === 'Service' && l.level === 40);
+    assert.match(String(denied?.msg), /needs list and watch on services/);
   });
 
   it('skips a kind whose CRD is not installed with one warning, and picks it up once installed', async () => {

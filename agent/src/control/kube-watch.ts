@@ -84,8 +84,6 @@ class KindWatch {
   readonly kind: WatchedKind;
   /** Resolves at the first list, or at the first 404 (kind not served). */
   readonly ready: Promise<void>;
-  /** The API server does not serve this kind (its CRD is not installed). */
-  missing = false;
   readonly #informer: ListWatch<KubernetesObject>;
   readonly #watch: ClosableWatch;
   readonly #log: Logger;
@@ -96,6 +94,7 @@ class KindWatch {
   #lastFailure = 0;
   #restart: NodeJS.Timeout | undefined;
   #stopped = false;
+  #missing = false;
 
   constructor(kind: WatchedKind, kc: KubeConfig, log: Logger, backoff: { initialMs: number; maxMs: number }, changed: () => void) {
     this.kind = kind;
@@ -120,8 +119,13 @@ class KindWatch {
     this.#start();
   }
 
+  /** The API server does not serve this kind (its CRD is not installed). */
+  get missing(): boolean {
+    return this.#missing;
+  }
+
   objects(): KubeObject[] {
-    return this.missing ? [] : (this.#informer.list() as KubeObject[]);
+    return this.#missing ? [] : (this.#informer.list() as KubeObject[]);
   }
 
   stop(): void {
@@ -136,8 +140,8 @@ class KindWatch {
     const list = (await getJson(kc, path)) as KubernetesListObject<KubernetesObject>;
     // Thrown after a stop() so that ListWatch does not go on to open a watch.
     if (this.#stopped) throw new Error('stopped');
-    if (this.missing) {
-      this.missing = false;
+    if (this.#missing) {
+      this.#missing = false;
       this.#log.info({ kind: this.kind.kind, apiVersion: this.kind.apiVersion }, `${this.kind.kind} is now served; watching it`);
     }
     this.#attempts = 0;
@@ -150,9 +154,10 @@ class KindWatch {
     if (this.#stopped) return;
     const { kind, apiVersion } = this.kind;
     const delay = this.#nextDelay();
-    if (httpStatusOf(err) === 404) {
-      if (!this.missing) {
-        this.missing = true;
+    const status = httpStatusOf(err);
+    if (status === 404) {
+      if (!this.#missing) {
+        this.#missing = true;
         this.#log.warn(
           { kind, apiVersion, path: collectionPath(this.kind) },
           `${kind} (${apiVersion}) is not served by the Kubernetes API: is its CRD installed? ${kind} resources are ignored until it is; looking again with backoff`,
@@ -160,7 +165,13 @@ class KindWatch {
         if (this.#informer.list().length) this.#changed();
       }
       this.#markReady();
+    } else if (status === 401 || status === 403) {
+      this.#log.warn(
+        { kind, apiVersion, err: apiErrorMessage(err), retryMs: delay },
+        `not allowed to list and watch ${kind}: the controller's service account needs list and watch on ${this.kind.plural}; retrying`,
+      );
     } else {
+      // A dropped watch connection is routine (load balancers, API server restarts); repeated failures are not.
       const level = this.#attempts > 1 ? 'warn' : 'info';
       this.#log[level]({ kind, apiVersion, err: apiErrorMessage(err), retryMs: delay }, `watch of ${kind} interrupted; resuming`);
     }
