@@ -42,7 +42,11 @@ export type ErrorCode =
   | 'NM_ERR_HBONE_PEER_IDENTITY'
   | 'NM_ERR_HBONE_REFUSED'
   | 'NM_ERR_HBONE_SESSION'
-  | 'NM_ERR_HBONE_CLOSED';
+  | 'NM_ERR_HBONE_CLOSED'
+  | 'NM_ERR_KUBE_CONFIG'
+  | 'NM_ERR_KUBE_API'
+  | 'NM_ERR_KUBE_CA_SECRET'
+  | 'NM_ERR_KUBE_ROOT_CONFIGMAP';
 
 export class NodemeshError extends Error {
   readonly code: ErrorCode;

@@ -1,0 +1,138 @@
+// The controller's view for one node: the watched objects reduced to what an agent reads, in a
+// fixed order, with a digest so the config stream sends a node only what changed. Every node
+// gets every node, namespace, service, running pod and policy (as with Istio's ztunnel, any
+// workload may be a destination). No validation here: agents validate and NACK.
+import { createHash } from 'node:crypto';
+import { WATCHED_KINDS, type KubeObject } from './kube-kinds.js';
+
+export interface ViewResource {
+  apiVersion: string;
+  kind: string;
+  /** "" for cluster-scoped kinds. */
+  namespace: string;
+  name: string;
+  /** The reduced object as JSON, keys sorted. */
+  json: string;
+}
+
+export interface NodeView {
+  resources: ViewResource[];
+  /** sha256 hex over the resources in order: equal views, equal hashes. */
+  hash: string;
+}
+
+type Json = Record<string, unknown>;
+
+interface Reduced {
+  resource: ViewResource;
+  rank: number;
+  digest: Buffer;
+}
+
+const RANK = new Map(WATCHED_KINDS.map((k, i) => [`${k.apiVersion} ${k.kind}`, i]));
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * Reductions cached per source object and variant (pod on this node or elsewhere): called
+ * once per node per change, the work is then a lookup per object. Objects are never
+ * modified in place (an informer replaces an object that changes), so the cache stays right.
+ */
+const cache = new WeakMap<KubeObject, { local?: Reduced | null; remote?: Reduced | null }>();
+
+export function nodeView(objects: readonly KubeObject[], node: string): NodeView {
+  const reduced: Reduced[] = [];
+  for (const o of objects) {
+    const local = o.kind === 'Pod' && (o.spec as Json | undefined)?.nodeName === node;
+    const entry = cache.get(o) ?? {};
+    cache.set(o, entry);
+    const variant = local ? 'local' : 'remote';
+    if (entry[variant] === undefined) entry[variant] = reduce(o, local);
+    const r = entry[variant];
+    if (r) reduced.push(r);
+  }
+  reduced.sort((a, b) => a.rank - b.rank || cmp(a.resource.namespace, b.resource.namespace) || cmp(a.resource.name, b.resource.name));
+  const hash = createHash('sha256');
+  for (const r of reduced) hash.update(r.digest);
+  return { resources: reduced.map((r) => r.resource), hash: hash.digest('hex') };
+}
+
+/** null when the object is not for agents: a kind outside the watched set (never a Secret), a pod that has ended or has no IP yet. */
+function reduce(o: KubeObject, local: boolean): Reduced | null {
+  const rank = RANK.get(`${o.apiVersion} ${o.kind}`);
+  if (rank === undefined) return null;
+  const body = o.kind === 'Pod' ? reducePod(o, local) : o.kind === 'Node' ? reduceNode(o) : reduceOther(o);
+  if (!body) return null;
+  const resource: ViewResource = {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    namespace: o.metadata.namespace ?? '',
+    name: o.metadata.name,
+    json: canonicalJson(body),
+  };
+  const digest = createHash('sha256').update(`${resource.apiVersion}\0${resource.kind}\0${resource.namespace}\0${resource.name}\0${resource.json}`).digest();
+  return { resource, rank, digest };
+}
+
+/**
+ * A pod's annotations and QoS class (which locates its cgroup) matter only to the agent of
+ * its own node; leaving them out elsewhere keeps annotation churn from resyncing every node.
+ * Conditions keep type and status: their timestamps change nothing an agent does.
+ */
+function reducePod(o: KubeObject, local: boolean): Json | undefined {
+  const spec = (o.spec ?? {}) as Json;
+  const status = (o.status ?? {}) as Json;
+  if (status.phase === 'Succeeded' || status.phase === 'Failed' || !status.podIP) return undefined;
+  const metaFields = local ? ['name', 'namespace', 'uid', 'labels', 'annotations', 'creationTimestamp'] : ['name', 'namespace', 'uid', 'labels', 'creationTimestamp'];
+  const containers = Array.isArray(spec.containers) ? spec.containers.map((c) => pick(c as Json, ['name', 'ports'])) : undefined;
+  const conditions = Array.isArray(status.conditions) ? status.conditions.map((c) => pick(c as Json, ['type', 'status'])) : undefined;
+  return {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: cleanMetadata(pick(o.metadata, metaFields)),
+    spec: pick({ ...spec, containers }, ['nodeName', 'serviceAccountName', 'containers']),
+    status: pick({ ...status, conditions }, local ? ['podIP', 'conditions', 'qosClass'] : ['podIP', 'conditions']),
+  };
+}
+
+function reduceNode(o: KubeObject): Json {
+  return {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: pick(o.metadata, ['name', 'labels']),
+    status: pick((o.status ?? {}) as Json, ['addresses']),
+  };
+}
+
+/** Agents read no status of these kinds, and route status is rewritten by gateway controllers often. */
+function reduceOther(o: KubeObject): Json {
+  const copy: Json = { ...o, metadata: cleanMetadata(o.metadata) };
+  delete copy.status;
+  return copy;
+}
+
+function cleanMetadata(metadata: Json): Json {
+  const copy: Json = { ...metadata };
+  for (const field of ['managedFields', 'resourceVersion', 'generation', 'ownerReferences']) delete copy[field];
+  if (copy.annotations && typeof copy.annotations === 'object') {
+    const annotations: Json = { ...(copy.annotations as Json) };
+    delete annotations[LAST_APPLIED];
+    if (Object.keys(annotations).length) copy.annotations = annotations;
+    else delete copy.annotations;
+  }
+  return copy;
+}
+
+function pick(o: Json, fields: readonly string[]): Json {
+  const out: Json = {};
+  for (const f of fields) if (o[f] !== undefined && o[f] !== null) out[f] = o[f];
+  return out;
+}
+
+/** JSON with object keys sorted at every level, so that the same content always gives the same text. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Json).sort(([a], [b]) => cmp(a, b))) : v,
+  );
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
