@@ -1,12 +1,13 @@
 // Pushes an accepted configuration into the node's enforcement points: the capture maps
 // (who is enrolled, which addresses are mesh destinations), the kernel's mTLS modes, and the
-// set of workload identities whose certificates this node holds.
+// set of workload identities whose certificates this node holds; and says which pods need
+// the proxy's plaintext listener (PERMISSIVE).
 import type { Logger } from 'pino';
 import type { CertManager } from './identity/cert-manager.js';
 import { formatSpiffeId } from './identity/spiffe.js';
 import { applicablePolicies, mtlsMode } from './policy/index.js';
-import type { KernelMtlsMode, PodMtls, Redirect } from './redirect/index.js';
-import type { MeshIndex } from './state/mesh-index.js';
+import type { KernelMtlsMode, PodMtls, Redirect, SteeredPod } from './redirect/index.js';
+import { podName, type MeshIndex } from './state/mesh-index.js';
 import type { MeshPod } from './state/model.js';
 
 export function applyState(
@@ -66,3 +67,15 @@ function mtlsMaps(index: MeshIndex): Map<string, PodMtls> {
   return out;
 }
 
+/** The local pods that accept plaintext on some port: each needs the proxy's :15006 listener. */
+export function plaintextPods(index: MeshIndex): SteeredPod[] {
+  const modes = mtlsMaps(index);
+  const pods: SteeredPod[] = [];
+  for (const { pod } of index.localPods.values()) {
+    const m = modes.get(pod.podIP as string);
+    // Port entries are those that differ from the pod's mode.
+    if (!m || (m.mode === 'strict' && m.ports.size === 0)) continue;
+    pods.push({ name: podName(pod), podIP: pod.podIP as string, cgroupPath: pod.cgroupPath as string });
+  }
+  return pods;
+}
