@@ -42,11 +42,11 @@ function spawnIn(cgroup: string, netnsFile: string | null, script: string, env: 
   return child;
 }
 
-/** The pod's app: answers "app" to each connection; resolves with its port. */
-function startApp(): Promise<number> {
+/** The pod's app on `host`: answers "app" to each connection; resolves with its port. */
+function startApp(host: string): Promise<number> {
   const child = spawnIn(appCgroup, netnsPath, `
     const srv = require('net').createServer((s) => { s.on('error', () => {}); s.end('app'); });
-    srv.listen(0, '0.0.0.0', () => console.log(srv.address().port));`);
+    srv.listen(0, '${host}', () => console.log(srv.address().port));`);
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout?.on('data', (d) => {
@@ -89,6 +89,8 @@ describe('PERMISSIVE plaintext steered to the proxy listener in the pod netns (s
   let redirect: Redirect;
   let steering: PlaintextSteering;
   let appPort: number;
+  /** The same app listening dual-stack, as Node does by default. */
+  let dualStackPort: number;
   const accepted: Array<{ local: string; remote: string }> = [];
   const servers: net.Server[] = [];
   const pod = { name: 'shop/web', podIP: POD_IP, cgroupPath: podCgroup };
@@ -111,7 +113,8 @@ describe('PERMISSIVE plaintext steered to the proxy listener in the pod netns (s
     execFileSync('ip', ['netns', 'add', netns]);
     execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     for (const ip of [PROXY_IP, POD_IP, OTHER_IP]) execFileSync('ip', ['-n', netns, 'addr', 'add', `${ip}/32`, 'dev', 'lo']);
-    appPort = await startApp();
+    appPort = await startApp('0.0.0.0');
+    dualStackPort = await startApp('::');
     redirect = await Redirect.open({ bpffsDir, cgroupRoot: root, log });
     redirect.setProxy(PROXY_IP, 15001);
     steering = PlaintextSteering.open({ bpffsDir, listen: { host: '127.0.0.1', port: 15006 }, log });
@@ -161,9 +164,13 @@ describe('PERMISSIVE plaintext steered to the proxy listener in the pod netns (s
       assert.equal(await connect(PROXY_IP, appPort), 'app', 'the node proxy dials the pod itself');
       assert.equal(await connect(POD_IP, appPort), 'app', 'the pod calling itself');
 
+      assert.equal(await connect(OTHER_IP, dualStackPort), 'proxy');
+
       redirect.setMtls(modes('strict'));
       assert.equal(await connect(OTHER_IP, appPort), 'timeout', 'STRICT: neither steered nor let in');
+      assert.equal(await connect(OTHER_IP, dualStackPort), 'timeout', 'STRICT holds for a dual-stack listener too');
       assert.equal(await connect(PROXY_IP, appPort), 'app');
+      assert.equal(await connect(PROXY_IP, dualStackPort), 'app');
     });
     assert.equal(skLookupLinks(), 0);
     assert.doesNotMatch(listenersInPodNetns(), /:15006/);
@@ -176,6 +183,7 @@ describe('PERMISSIVE plaintext steered to the proxy listener in the pod netns (s
     });
     assert.deepEqual({ ...steering.status(), programId: 0 }, { programId: 0, listeners: 0, netnsLinks: 0 });
     assert.equal(await connect(OTHER_IP, appPort), 'timeout', 'plaintext must not reach a policed pod past the proxy');
+    assert.equal(await connect(OTHER_IP, dualStackPort), 'timeout', 'plaintext must not reach a policed pod past the proxy');
     assert.equal(await connect(PROXY_IP, appPort), 'app');
 
     // PERMISSIVE without a listener: plaintext is allowed, so it reaches the pod directly.
