@@ -1,6 +1,10 @@
 /* cgroup_skb/ingress: PeerAuthentication STRICT in the kernel. A TCP connection to a STRICT
  * port of a pod is refused unless it comes from the node proxy (nm_config.proxy_ip), so
  * plaintext from the node host, an un-enrolled pod or another node never reaches the app.
+ * A PERMISSIVE_PROXIED port (PERMISSIVE, but the pod has an authorization policy) is held
+ * the same way: its plaintext is only accepted through the node proxy's plaintext listener,
+ * where sk_lookup.bpf.c steers it; what arrives at the pod's own listener was not steered
+ * (the agent is not running) and would pass unauthorized.
  *
  * The program only runs for packets delivered to a socket of the attach cgroup's subtree
  * (the kernel calls it from sk_filter with the receiving socket), and it only judges packets
@@ -20,7 +24,7 @@
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "maps.h"
+#include "mtls.h"
 
 #define PASS 1
 #define DROP 0
@@ -35,25 +39,23 @@ static __always_inline void count(__u32 stat)
 		*n += 1; /* per-CPU slot: no other writer */
 }
 
-/* The port's own mode wins over the pod's; a pod in neither map is not enforced. */
-static __always_inline int strict(__u32 ip, __u16 port)
+/* Whether the packet found its listener by the ordinary lookup (bound to its destination
+ * port, on its address or the wildcard). A packet sk_lookup steered to the node proxy's
+ * plaintext listener does not: that socket is bound to 127.0.0.1:15006, and it belongs to
+ * the agent, which sits in this cgroup subtree when the capture root is the whole host. */
+static __always_inline int bound_to(struct bpf_sock *sk, __u32 daddr, __u16 dport)
 {
-	struct nm_dest_key key = { .ip = ip, .port = port };
-	struct nm_mtls *mode = bpf_map_lookup_elem(&nm_port_mtls, &key);
-
-	if (!mode)
-		mode = bpf_map_lookup_elem(&nm_pod_mtls, &ip);
-	return mode && mode->strict;
+	return sk->src_port == dport && (sk->src_ip4 == 0 || sk->src_ip4 == daddr);
 }
 
 SEC("cgroup_skb/ingress")
 int nm_ingress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
-	struct nm_config *cfg;
+	struct nm_mtls *mode;
 	struct iphdr ip;
 	struct tcphdr tcp;
-	__u32 zero = 0;
+	__u16 dport;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return PASS;
@@ -64,11 +66,14 @@ int nm_ingress(struct __sk_buff *skb)
 		return PASS;
 	if (bpf_skb_load_bytes(skb, ip.ihl * 4, &tcp, sizeof(tcp)))
 		return PASS;
-	if (!strict(ip.daddr, bpf_ntohs(tcp.dest)))
+	dport = bpf_ntohs(tcp.dest);
+	mode = mtls_mode(ip.daddr, dport);
+	if (!mode || mode->mode == NM_MTLS_PERMISSIVE)
+		return PASS;
+	if (!bound_to(sk, ip.daddr, dport))
 		return PASS;
 
-	cfg = bpf_map_lookup_elem(&nm_config, &zero);
-	if (cfg && cfg->proxy_ip != 0 && ip.saddr == cfg->proxy_ip) {
+	if (from_proxy(ip.saddr)) {
 		if (tcp.syn)
 			count(NM_STAT_PROXY_ADMITTED);
 		return PASS;

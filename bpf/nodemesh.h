@@ -11,6 +11,7 @@
 #define NM_MAX_PENDING 65536
 #define NM_MAX_FLOWS 65536
 #define NM_MAX_MTLS_PORTS 65536
+#define NM_MAX_PLAINTEXT_LISTENERS NM_MAX_PODS
 
 /* How deep below the attach cgroup a pod's cgroup (or one of its children) may sit. */
 #define NM_MAX_CGROUP_DEPTH 32
@@ -83,12 +84,28 @@ struct nm_flow {
 	__u64 packets_received;
 };
 
+/* nm_mtls.mode: how a pod port treats a connection that does not come from the node proxy. */
+/* PERMISSIVE (or DISABLE): plaintext accepted. sk_lookup steers it to the node proxy's
+ * plaintext listener in the pod's netns when the agent has one there; without one (agent
+ * stopped) it reaches the pod directly, which this mode allows anyway. */
+#define NM_MTLS_PERMISSIVE 0
+/* STRICT: only the node proxy may connect (mTLS was checked there). */
+#define NM_MTLS_STRICT 1
+/* PERMISSIVE on a pod that has an authorization policy: plaintext accepted only through the
+ * node proxy's plaintext listener, where the policy is evaluated; without that listener it
+ * is refused as under STRICT, so a stopped agent never lets plaintext past the policy. */
+#define NM_MTLS_PERMISSIVE_PROXIED 2
+
 /* nm_pod_mtls value (keyed by pod IP, network order) and nm_port_mtls value (keyed by
  * struct nm_dest_key of the pod IP and port): the PeerAuthentication mode that applies.
  * A port entry overrides the pod's entry; no entry at all means not enforced. */
 struct nm_mtls {
-	__u32 strict; /* 1 = STRICT: only the node proxy may connect; 0 = PERMISSIVE/DISABLE */
+	__u32 mode; /* NM_MTLS_* */
 	__u32 pad;
 };
+
+/* nm_plaintext_listeners (SOCKHASH, declared in sk_lookup.bpf.c): key the pod IP as a __u32
+ * (network order), value a __u64: the node proxy's listening socket in that pod's netns, an
+ * fd on update from user space, the socket cookie on lookup. */
 
 #endif

@@ -30,6 +30,7 @@ function bind(so: koffi.IKoffiLib) {
     programFd: so.func('int bpf_program__fd(bpf_program *prog)'),
     programPin: so.func('int bpf_program__pin(bpf_program *prog, const char *path)'),
     attachCgroup: so.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
+    attachNetns: so.func('bpf_link *bpf_program__attach_netns(bpf_program *prog, int netns_fd)'),
     linkOpen: so.func('bpf_link *bpf_link__open(const char *path)'),
     linkUpdateProgram: so.func('int bpf_link__update_program(bpf_link *link, bpf_program *prog)'),
     objGet: so.func('int bpf_obj_get(const char *pathname)'),
@@ -86,6 +87,7 @@ export const BPF_ANY = 0;
 export const BPF_PROG_TYPE_CGROUP_SKB = 8;
 export const BPF_PROG_TYPE_SOCK_OPS = 13;
 export const BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18;
+export const BPF_PROG_TYPE_SK_LOOKUP = 30;
 
 export class BpfObject {
   readonly path: string;
@@ -179,6 +181,12 @@ export class BpfProgram {
       nativeError('NM_ERR_BPF_ATTACH', 'bpf_program__attach_cgroup', `${this.name}, ${cgroupPath}`, e,
         errnoName(e) === 'EBADF' ? `${cgroupPath} is not a cgroup v2 directory` : undefined),
     );
+    return new BpfLink(link);
+  }
+
+  /** An sk_lookup program on a network namespace; destroying the link detaches it. */
+  attachNetns(netnsFd: number, what: string): BpfLink {
+    const link = must(lib().attachNetns(this.#prog, netnsFd), (e) => nativeError('NM_ERR_BPF_ATTACH', 'bpf_program__attach_netns', `${this.name}, ${what}`, e));
     return new BpfLink(link);
   }
 }
@@ -311,6 +319,12 @@ export function mapInfo(fd: number): MapInfo {
     flags: b.readUInt32LE(20),
     name: cString(b.subarray(24, 40)),
   };
+}
+
+/** struct bpf_prog_info: type, then id. */
+export function progInfo(fd: number): { type: number; id: number } {
+  const b = info(fd, 8);
+  return { type: b.readUInt32LE(0), id: b.readUInt32LE(4) };
 }
 
 export function linkInfo(fd: number): LinkInfo {

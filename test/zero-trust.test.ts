@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Testbed } from '../scripts/testbed/testbed.js';
 import type { FlowRow } from '../agent/src/telemetry/flow-table.js';
@@ -47,10 +47,14 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
   };
   const flows = (node: string) => agent(node).json<FlowRow[]>(['flows']);
   const status = (node: string) => agent(node).json<AgentStatus>(['status']);
-  /** Writes the configuration and waits until both agents run it. */
-  const configure = async (extra: Doc[]) => {
+  let written = '';
+  /** Writes the configuration and waits until both agents run it (at once when unchanged). */
+  const configure = async (extra: Doc[], docs = baseDocs) => {
+    const next = JSON.stringify([...docs, ...extra]);
+    if (next === written) return;
+    written = next;
     const before = await Promise.all(['n1', 'n2'].map(async (n) => (await status(n)).config.version));
-    writeConfig(configFile, [...baseDocs, ...extra]);
+    writeConfig(configFile, [...docs, ...extra]);
     for (const [i, n] of ['n1', 'n2'].entries()) {
       await agent(n).until(`config reload on ${n}`, async () => ((await status(n)).config.version > (before[i] as number) ? true : undefined));
     }
@@ -80,8 +84,12 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
       serviceDoc({ name: 'echo-remote', namespace: 'shop', clusterIP: '10.96.0.12', selector: { app: 'web-remote' }, ports: [{ port: 7000, targetPort: 9000 }] }),
     ];
     writeConfig(configFile, baseDocs);
+    written = JSON.stringify(baseDocs);
     for (const node of ['n1', 'n2']) {
-      const a = new AgentProcess(tb, node, ['--cert-lifetime', String(CERT_LIFETIME_S)]);
+      // n2's agent runs inside the subtree its programs watch, as with the default
+      // --cgroup-root (the whole host): its own sockets, the plaintext listeners included,
+      // then meet the ingress program too.
+      const a = new AgentProcess(tb, node, ['--cert-lifetime', String(CERT_LIFETIME_S)], { inNodeCgroup: node === 'n2' });
       agents.set(node, a);
       await a.start(configFile);
     }
@@ -183,6 +191,144 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
     assert.equal((await curl({ pod: 'client' }, 'http://10.96.0.11/')).body?.pod, 'web-2');
   });
 
+  /** curl's answer plus the address it connected from (what the proxy sees as the client). */
+  const plainCurl = async (where: { pod: string } | { node: string }, url: string) => {
+    const r = await tb.exec(where, ['curl', '-sS', '--max-time', '2', '-w', '\n@@%{local_ip}:%{local_port}', url]);
+    const [json, local] = r.stdout.split('\n@@');
+    const [ip, port] = (local ?? ':').split(':');
+    return { code: r.code, stderr: r.stderr, body: r.code === 0 ? (JSON.parse(json as string) as { pod: string; peer: string }) : undefined, ip: ip as string, port: Number(port) };
+  };
+  /** What listens in a pod's netns (ss run there directly, without joining the pod cgroup). */
+  const podListeners = (pod: string) => execFileSync('nsenter', [`--net=${tb.netnsPath(pod)}`, 'ss', '-ltnH'], { encoding: 'utf8' });
+  /** sk_lookup links on a pod's netns. */
+  const skLookupLinks = (pod: string) => {
+    const ino = statSync(tb.netnsPath(pod)).ino;
+    const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ type: string; netns_ino?: number; attach_type?: string }>;
+    return links.filter((l) => l.type === 'netns' && l.attach_type === 'sk_lookup' && l.netns_ino === ino);
+  };
+  const metricsText = async (node: string) => {
+    const r = await tb.exec({ node }, ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:15020/metrics']);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout;
+  };
+  /** Sum of a metric's series whose labels include every one of `labels`. */
+  const metricSum = (text: string, name: string, labels: Record<string, string>) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+
+  it('PERMISSIVE: plaintext goes through the proxy (:15006 in the pod netns) and shows as plaintext in flows, access log and metrics', async () => {
+    await configure([peerAuth('PERMISSIVE')]);
+    assert.equal((await status('n2')).bpf.plaintext.listeners, 1, 'web-2 has a plaintext listener');
+    assert.match(podListeners('web-2'), /127\.0\.0\.1:15006/);
+    assert.equal(skLookupLinks('web-2').length, 1);
+    const direct = `http://${tb.podIP('web-2')}:8080/`;
+
+    // The pod sees each connection come from its node's InternalIP: the proxy dialled it.
+    const host = await plainCurl({ node: 'n2' }, direct);
+    assert.equal(host.body?.pod, 'web-2', host.stderr);
+    assert.match(host.body?.peer ?? '', new RegExp(`^${tb.nodeIP('n2')}:`));
+    const outsider = await plainCurl({ pod: 'outsider' }, direct);
+    assert.equal(outsider.body?.pod, 'web-2', outsider.stderr);
+    assert.match(outsider.body?.peer ?? '', new RegExp(`^${tb.nodeIP('n2')}:`));
+    assert.equal(outsider.ip, tb.podIP('outsider'));
+    const sameNode = await plainCurl({ pod: 'outsider' }, `http://${tb.podIP('web-1')}:8080/`);
+    assert.equal(sameNode.body?.pod, 'web-1', sameNode.stderr);
+    assert.match(sameNode.body?.peer ?? '', new RegExp(`^${tb.nodeIP('n1')}:`));
+    // Mesh traffic is unchanged: HBONE, mTLS.
+    assert.equal((await curl({ pod: 'client' }, 'http://10.96.0.11/')).body?.pod, 'web-2');
+
+    const rows = await flows('n2');
+    const row = (c: { ip: string; port: number }) => rows.find((f) => f.direction === 'inbound' && f.source.ip === c.ip && f.source.port === c.port);
+    for (const [who, c, pod] of [['host', host, null], ['outsider', outsider, 'legacy/outsider']] as const) {
+      const f = row(c);
+      assert.ok(f, `${who}: an inbound flow from ${c.ip}:${c.port} in ${JSON.stringify(rows, null, 1)}`);
+      assert.equal(f.security, 'none', who);
+      assert.equal(f.source.identity, undefined, `${who}: plaintext proves no identity`);
+      assert.equal(f.source.pod, pod, who);
+      assert.deepEqual(f.destination, { ip: tb.podIP('web-2'), port: 8080, service: null, pod: 'shop/web-2' }, who);
+      assert.equal(f.authorization?.allowed, true, who);
+      assert.ok(f.bytesSent > 0 && f.bytesReceived > 0, `${who}: ${f.bytesSent}/${f.bytesReceived} bytes`);
+    }
+    assert.ok(rows.some((f) => f.direction === 'inbound' && f.security === 'mutual_tls'), 'the mesh client came over HBONE');
+    const local = (await flows('n1')).find((f) => f.direction === 'inbound' && f.source.ip === sameNode.ip && f.source.port === sameNode.port);
+    assert.equal(local?.security, 'none');
+    assert.match(agent('n2').output, new RegExp(`"type":"access"[^\n]*"addr":"${outsider.ip}:${outsider.port}"[^\n]*"security":"none"`));
+
+    const text = await metricsText('n2');
+    const plaintext = { reporter: 'destination', destination_workload: 'web-2', connection_security_policy: 'none' };
+    assert.ok(metricSum(text, 'istio_tcp_connections_opened_total', { ...plaintext, source_workload: 'outsider', source_principal: 'unknown' }) >= 1, 'TCP metrics name the plaintext source by address, without a principal');
+    assert.ok(metricSum(text, 'istio_tcp_connections_opened_total', { ...plaintext, source_workload: 'unknown' }) >= 1, 'the host connection');
+    assert.ok(metricSum(text, 'istio_requests_total', { ...plaintext, response_code: '200' }) >= 2, 'HTTP detected on :15006: requests reported');
+    assert.ok(metricSum(text, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'web-2', connection_security_policy: 'mutual_tls' }) >= 1);
+
+    // STRICT: no listener, no link, and plaintext refused in the kernel again.
+    await configure([peerAuth('STRICT')]);
+    assert.equal((await status('n2')).bpf.plaintext.listeners, 0);
+    assert.doesNotMatch(podListeners('web-2'), /:15006/);
+    assert.equal(skLookupLinks('web-2').length, 0);
+    assert.notEqual((await plainCurl({ pod: 'outsider' }, direct)).code, 0, 'STRICT let plaintext in');
+    assert.notEqual((await plainCurl({ node: 'n2' }, direct)).code, 0, 'STRICT let plaintext in');
+  });
+
+  it('PERMISSIVE: a pod removed from the configuration loses its plaintext listener and netns link', async () => {
+    await configure([peerAuth('PERMISSIVE')]);
+    assert.equal(skLookupLinks('web-2').length, 1);
+    const withoutWeb2 = baseDocs.filter((d) => !(d.kind === 'Pod' && (d.metadata as { name: string }).name === 'web-2'));
+    await configure([peerAuth('PERMISSIVE')], withoutWeb2);
+    assert.equal((await status('n2')).bpf.plaintext.listeners, 0);
+    assert.doesNotMatch(podListeners('web-2'), /:15006/);
+    assert.equal(skLookupLinks('web-2').length, 0);
+    await configure([peerAuth('PERMISSIVE')]);
+    assert.equal(skLookupLinks('web-2').length, 1);
+    assert.match(podListeners('web-2'), /127\.0\.0\.1:15006/);
+  });
+
+  it('PERMISSIVE with an ALLOW policy: the policy decides for plaintext (ipBlocks); with the agent stopped plaintext is refused, not let past it', async () => {
+    const direct = `http://${tb.podIP('web-2')}:8080/`;
+    // The listener's socket belongs to the agent's cgroup, under the node's: the ingress
+    // program sees the steered SYNs too and must tell them from ones for the pod's listener.
+    const agentCgroup = readFileSync(`/proc/${agent('n2').pid}/cgroup`, 'utf8').trim().split('\n').find((l) => l.startsWith('0::'));
+    assert.ok(agentCgroup && tb.nodeCgroup('n2').endsWith(agentCgroup.slice(3)), `n2's agent runs in ${agentCgroup}`);
+    await configure([peerAuth('PERMISSIVE')]);
+    const hostIP = (await plainCurl({ node: 'n2' }, direct)).ip;
+    await configure([
+      peerAuth('PERMISSIVE'),
+      policy('allow-host', {
+        selector: { matchLabels: { app: 'web-remote' } },
+        rules: [{ from: [{ source: { ipBlocks: [`${hostIP}/32`] } }] }, { from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }] }],
+      }),
+    ]);
+    const allowed = await plainCurl({ node: 'n2' }, direct);
+    assert.equal(allowed.body?.pod, 'web-2', allowed.stderr);
+    const denied = await plainCurl({ pod: 'outsider' }, direct);
+    // Accepted by the kernel, then reset by the proxy: curl may see the reset while connecting.
+    assert.notEqual(denied.code, 0, 'a plaintext client outside the ipBlocks got through');
+    assert.equal((await curl({ pod: 'client' }, 'http://10.96.0.11/')).body?.pod, 'web-2', 'the mesh principal is still allowed');
+    const rows = await flows('n2');
+    const deniedRow = rows.find((f) => f.direction === 'inbound' && f.source.ip === tb.podIP('outsider') && f.authorization?.allowed === false);
+    assert.match(deniedRow?.authorization?.reason ?? '', /no ALLOW policy matched \(shop\/allow-host\)/);
+    assert.equal(deniedRow?.security, 'none');
+    assert.equal(deniedRow?.bytesSent, 0);
+    const allowedRow = rows.find((f) => f.source.ip === allowed.ip && f.source.port === allowed.port);
+    assert.equal(allowedRow?.authorization?.allowed, true);
+
+    // The agent stops: its listeners and links go with it, and the kernel holds the pod to
+    // proxy-only, since its plaintext could no longer be authorized.
+    await agent('n2').stop();
+    try {
+      assert.doesNotMatch(podListeners('web-2'), /:15006/);
+      assert.equal(skLookupLinks('web-2').length, 0);
+      assert.notEqual((await plainCurl({ node: 'n2' }, direct)).code, 0, 'plaintext reached the pod past its policy');
+      assert.notEqual((await plainCurl({ pod: 'outsider' }, direct)).code, 0, 'plaintext reached the pod past its policy');
+    } finally {
+      await agent('n2').start(configFile);
+    }
+    assert.equal((await plainCurl({ node: 'n2' }, direct)).body?.pod, 'web-2');
+    await configure([]);
+  });
+
   it('authorization at the destination: a denied connection is closed before any byte, and the flows say which policy', async () => {
     await configure([
       policy('deny-client', {
@@ -191,8 +337,11 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
         rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }], to: [{ operation: { ports: ['9000'] } }] }],
       }),
     ]);
-    // PERMISSIVE, but plaintext could not be authorized: the kernel keeps it out (fail closed).
-    assert.notEqual((await curl({ pod: 'outsider' }, `http://${tb.podIP('web-2')}:8080/`)).code, 0, 'plaintext bypassed the policy');
+    // Plaintext is authorized too, through :15006: a rule on principals cannot match a peer
+    // without one, so this DENY lets it through, as in Istio.
+    const plain = await plainCurl({ pod: 'outsider' }, `http://${tb.podIP('web-2')}:8080/`);
+    assert.equal(plain.body?.pod, 'web-2', plain.stderr);
+    assert.match(plain.body?.peer ?? '', new RegExp(`^${tb.nodeIP('n2')}:`), 'through the proxy');
     const denied = await tcpClient('client', '10.96.0.12', 7000, 100);
     assert.ok(denied.error === 'ECONNRESET' || denied.error === 'EPIPE', JSON.stringify(denied));
     assert.equal(denied.received, 0);

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { AdminServer, NdjsonRoute } from './admin/server.js';
 import { configDump, services, workloads } from './admin/views.js';
-import { applyState, workloadIdentity } from './apply-state.js';
+import { applyState, plaintextPods, workloadIdentity } from './apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
 import { FileSource } from './control/file-source.js';
 import { NodemeshError } from './errors.js';
@@ -20,7 +20,8 @@ import { OutboundProxy } from './proxy/outbound.js';
 import { UpstreamDialer } from './proxy/upstream-dial.js';
 import { L7Proxy } from './http/l7-proxy.js';
 import { inboundTunnel } from './proxy/inbound-tunnel.js';
-import { Redirect, cgroupId, checkPrerequisites } from './redirect/index.js';
+import { INBOUND_PLAINTEXT_HOST, INBOUND_PLAINTEXT_PORT, PlaintextInbound } from './proxy/inbound-plaintext.js';
+import { PlaintextSteering, Redirect, cgroupId, checkPrerequisites, type RedirectStatus, type SteeringStatus } from './redirect/index.js';
 import { MeshIndex } from './state/mesh-index.js';
 import type { MeshState, Rejection } from './state/model.js';
 import { AccessLog, type AccessLogMode } from './telemetry/access-log.js';
@@ -69,7 +70,7 @@ export interface AgentStatus {
   openConnections: number;
   /** L7 upstream connections kept for reuse: HTTP/1.1 connections and HTTP/2 sessions. */
   pooledUpstream: { h1: number; h2: number };
-  bpf: ReturnType<Redirect['status']>;
+  bpf: RedirectStatus & { plaintext: SteeringStatus };
 }
 
 export interface RunningAgent {
@@ -110,15 +111,19 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   const redirect = await Redirect.open({ bpffsDir: settings.bpffsDir, cgroupRoot: settings.cgroupRoot, log });
   apply = (next) => applyState(next, { redirect, certs, outboundPort: settings.outboundPort, trustDomain: settings.trustDomain }, log);
   apply(view());
+  let opened: PlaintextSteering | undefined;
   try {
+    opened = PlaintextSteering.open({ bpffsDir: settings.bpffsDir, listen: { host: INBOUND_PLAINTEXT_HOST, port: INBOUND_PLAINTEXT_PORT }, log });
     // The HBONE server presents the node certificate from its first connection on.
     await certs.ready(certs.nodeIdentity, settings.connectTimeoutMs);
   } catch (err) {
     source.stop();
     certs.stop();
+    opened?.close();
     redirect.close();
     throw err;
   }
+  const steering = opened;
 
   const flows = new FlowTable();
   const metrics = settings.metrics && new MetricsServer();
@@ -188,10 +193,13 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     },
   });
   const l7 = new L7Proxy({ index: view, dialer, log, observers, ...(tracing ? { tracing } : {}) });
+  const plaintext = new PlaintextInbound({ steering, inbound, flows, index: view, detectTimeoutMs: settings.detectTimeoutMs, log });
+  plaintext.update(plaintextPods(view()));
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
     l7.update(next);
+    plaintext.update(plaintextPods(next));
   };
   const outbound = new OutboundProxy(
     { detectTimeoutMs: settings.detectTimeoutMs },
@@ -209,7 +217,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       services: view().state.services.size,
       openConnections: flows.openCount,
       pooledUpstream: l7.pooled(),
-      bpf: redirect.status(),
+      bpf: { ...redirect.status(), plaintext: steering.status() },
     }),
     '/flows': (query) => {
       const filter = parseFlowFilter(query);
@@ -225,10 +233,13 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
 
   const stop = async () => {
     source.stop();
-    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), admin.close(), metrics?.close()]);
+    await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), plaintext.close(settings.drainMs), admin.close(), metrics?.close()]);
     l7.close();
     await Promise.all([hboneClient.close(), accessLog.flush(), tracing?.shutdown()]);
     certs.stop();
+    // The plaintext listeners are closed and sk_lookup leaves the pods' netns: their plaintext
+    // reaches them directly (PERMISSIVE) or is refused (a pod with a policy) until the next start.
+    steering.close();
     // Pins and attachments stay: enrolled pods remain captured (and refused) until the next
     // start replaces them or `nodemesh agent --cleanup` removes them.
     redirect.close();

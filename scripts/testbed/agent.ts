@@ -16,11 +16,18 @@ export class AgentProcess {
   #output = '';
 
   readonly #extraArgs: string[];
+  readonly #inNodeCgroup: boolean;
 
-  constructor(tb: Testbed, node: string, extraArgs: string[] = []) {
+  /**
+   * `inNodeCgroup`: run the agent inside the node's cgroup, i.e. inside the subtree its own
+   * programs are attached to, as a DaemonSet pod is when --cgroup-root is the whole host
+   * (the default); otherwise it runs outside, in the test's cgroup.
+   */
+  constructor(tb: Testbed, node: string, extraArgs: string[] = [], opts: { inNodeCgroup?: boolean } = {}) {
     this.#tb = tb;
     this.node = node;
     this.#extraArgs = extraArgs;
+    this.#inNodeCgroup = opts.inNodeCgroup ?? false;
     this.bpffs = `/sys/fs/bpf/nodemesh/${tb.id}-${node}`;
   }
 
@@ -55,7 +62,11 @@ export class AgentProcess {
   }
 
   async #launch(sourceArgs: string[], waitReady = true): Promise<void> {
+    // nsenter --net leaves /sys as it is (unlike `ip netns exec`): the shell can join the
+    // cgroup from inside the node's netns, then exec the agent in place.
+    const joinCgroup = this.#inNodeCgroup ? ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', this.#tb.nodeCgroup(this.node)] : [];
     const child = this.#tb.spawnInNode(this.node, [
+      ...joinCgroup,
       process.execPath,
       CLI,
       'agent',

@@ -85,6 +85,24 @@ describe('nodemesh flows layout', () => {
     assert.doesNotMatch(lines[2] as string, /DENY\s+\S+\s+\S+\s+DENY/, 'the denial shows once, under POLICY');
   });
 
+  it('shows an inbound plaintext connection (PERMISSIVE) as plain, from its address when no pod has it', () => {
+    const lines = renderFlows(
+      [
+        flow({
+          direction: 'inbound',
+          source: { pod: null, ip: '10.244.2.1', port: 51000 },
+          destination: { ip: '10.244.2.2', port: 8080, service: null, pod: 'shop/web-2' },
+          endpoint: null,
+          security: 'none',
+          authorization: null,
+        }),
+      ],
+      plain,
+      80,
+    );
+    assert.match(lines[1] as string, /^in\s+10\.244\.2\.1:51000\s+web-2:8080\s+-\s+48\.8K\s+48\.8K\s+closed\s+12ms\s+plain/);
+  });
+
   it('gives up SEC, then TIME, before squeezing names on a narrow terminal', () => {
     const [head70] = renderFlows([flow()], plain, 70);
     assert.match(head70 as string, /^DIR\s+SOURCE\s+DESTINATION\s+ENDPOINT\s+SENT\s+RECV\s+STATE\s+TIME$/);

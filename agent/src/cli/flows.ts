@@ -151,7 +151,10 @@ function source(r: FlowRow): Name {
 
 const destination = (r: FlowRow): Name => ({ name: r.destination.service ?? r.destination.pod ?? r.destination.ip, suffix: `:${r.destination.port}` });
 const endpoint = (r: FlowRow): Name => (r.endpoint ? { name: r.endpoint.pod, suffix: `@${r.endpoint.node}` } : { name: '-', suffix: '' });
-const security = (r: FlowRow) => (r.security === 'mutual_tls' ? 'mTLS' : r.security === 'node_local' ? 'local' : '-');
+/** Inbound with security none came as plaintext (PERMISSIVE, through :15006); an outbound one
+ * has simply not reached an upstream. */
+const security = (r: FlowRow) =>
+  r.security === 'mutual_tls' ? 'mTLS' : r.security === 'node_local' ? 'local' : r.security === 'none' && r.direction === 'inbound' ? 'plain' : '-';
 
 /** The decision, then the deciding policy if it fits in `width`. */
 function policy(r: FlowRow, width: number): string {

@@ -29,6 +29,7 @@ export function statusCommand(program: Command): void {
         `pooled upstream: ${s.pooledUpstream.h1} HTTP/1.1 connections, ${s.pooledUpstream.h2} HTTP/2 sessions`,
         `bpf pins:        ${s.bpf.pinDir}`,
         `plaintext refused (STRICT): ${s.bpf.plaintextRefused}`,
+        `plaintext via :15006 (PERMISSIVE): ${s.bpf.plaintext.listeners} pods with a listener, sk_lookup prog ${s.bpf.plaintext.programId} in ${s.bpf.plaintext.netnsLinks} pod netns`,
         '',
         table(
           ['PROGRAM', 'ID', 'ATTACH', 'CGROUP'],

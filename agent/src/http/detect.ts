@@ -1,6 +1,6 @@
-// Protocol detection on the inbound L7 path: the first bytes a source sends say whether it
-// speaks HTTP/2 with prior knowledge (the connection preface), HTTP/1.x (a request line) or
-// something else, which is then authorized at L4.
+// Protocol detection: the Service port's appProtocol when it declares one, else the first
+// bytes a source sends say whether it speaks HTTP/2 with prior knowledge (the connection
+// preface), HTTP/1.x (a request line) or something else (opaque TCP, authorized at L4).
 import type { Duplex } from 'node:stream';
 
 export type Protocol = 'h2' | 'h1' | 'other';
@@ -53,4 +53,20 @@ export function sniff(stream: Duplex, timeoutMs: number): Promise<{ protocol: Pr
     // Destroyed while sniffing: the caller sees `destroyed` and gives up.
     stream.once('close', onEnd);
   });
+}
+
+/** Service port appProtocol values that skip detection (Kubernetes and Istio spellings). */
+export function declaredProtocol(appProtocol: string | undefined): HttpProtocol | 'tcp' | undefined {
+  switch (appProtocol?.toLowerCase()) {
+    case 'http':
+      return 'h1';
+    case 'kubernetes.io/h2c':
+    case 'http2':
+    case 'grpc':
+      return 'h2';
+    case 'tcp':
+      return 'tcp';
+    default:
+      return undefined;
+  }
 }

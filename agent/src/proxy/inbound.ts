@@ -1,5 +1,6 @@
 // Inbound (destination node): a connection for a local pod arrives, from an HBONE tunnel
-// (mTLS, the peer's SPIFFE identity known) or in-process from this node's outbound path.
+// (mTLS, the peer's SPIFFE identity known), in-process from this node's outbound path, or as
+// plaintext steered to the pod's :15006 listener (PERMISSIVE, no identity).
 // Peer authentication and authorization are decided here, at the destination, before any
 // byte reaches the pod; then the pod is dialled from the node's InternalIP, the one source
 // the kernel's STRICT check lets through. A connection the source declared HTTP, or one to a
@@ -24,6 +25,9 @@ export interface InboundRequest {
   target: { ip: string; port: number };
   /** The HTTP version the source's L7 proxy will speak; absent for opaque TCP. */
   protocol?: HttpProtocol;
+  /** Plaintext, whose protocol nobody declared: detect HTTP from the first bytes, waiting at
+   * most this long for them (then opaque TCP), so its requests are reported too. */
+  detectTimeoutMs?: number;
   /** Called for each request denied on an admitted connection (policies with HTTP fields). */
   onDenied?: (decision: AuthzDecision) => void;
 }
@@ -78,13 +82,18 @@ export class Inbound {
     const localAddress = view.node?.internalIP;
     try {
       const socket = await dial(req.target, localAddress, this.#deps.connectTimeoutMs);
-      const http = perRequest || req.protocol !== undefined;
+      const http = perRequest || req.protocol !== undefined || req.detectTimeoutMs !== undefined;
       // Without an HTTP policy the connection's decision stands for each of its requests.
       const gate = {
         decide: perRequest ? (fields?: AuthzHttp) => this.#decide(req, pod, fields) : () => decision,
         exchanged: (ex: HttpExchange) => this.#report(req, pod, ex),
       };
-      const stream = http ? l7Inbound(socket, gate, { ...this.#deps, ...(req.protocol ? { protocol: req.protocol } : {}) }) : socket;
+      const l7 = {
+        ...this.#deps,
+        ...(req.protocol ? { protocol: req.protocol } : {}),
+        ...(req.detectTimeoutMs !== undefined ? { detectTimeoutMs: req.detectTimeoutMs } : {}),
+      };
+      const stream = http ? l7Inbound(socket, gate, l7) : socket;
       return { stream, podSocket: socket, pod, decision };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { RoundRobin } from '../balance/round-robin.js';
 import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
 import type { FlowTable, ProxyFlow } from '../telemetry/flow-table.js';
-import { sniff } from '../http/detect.js';
+import { declaredProtocol, sniff } from '../http/detect.js';
 import { relay, reset } from './relay.js';
 import type { UpstreamDialer } from './upstream-dial.js';
 
@@ -201,20 +201,4 @@ function logFields(flow: ProxyFlow) {
     responseFlags: flow.responseFlags,
     authorization: flow.authorization?.reason,
   };
-}
-
-/** Service port appProtocol values that skip detection (Kubernetes and Istio spellings). */
-function declaredProtocol(appProtocol: string | undefined): 'h1' | 'h2' | 'tcp' | undefined {
-  switch (appProtocol?.toLowerCase()) {
-    case 'http':
-      return 'h1';
-    case 'kubernetes.io/h2c':
-    case 'http2':
-    case 'grpc':
-      return 'h2';
-    case 'tcp':
-      return 'tcp';
-    default:
-      return undefined;
-  }
 }

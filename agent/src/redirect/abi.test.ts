@@ -12,6 +12,9 @@ import {
   FLOW_OPEN,
   LAYOUT,
   MAX_ENTRIES,
+  MTLS_MODE,
+  PLAINTEXT_LISTENERS_MAP,
+  PLAINTEXT_LISTENERS_MAX,
   STAT,
   decodeAddrKey,
   decodeConfig,
@@ -22,6 +25,8 @@ import {
   encodeConfig,
   encodeDestKey,
   encodeFlow,
+  encodeListenerFd,
+  encodeListenerKey,
   encodeMtls,
   encodeOrigin,
   encodePod,
@@ -32,7 +37,8 @@ import {
   writeIPv4,
   type RawFlow,
 } from './abi.js';
-import { repoRoot } from './objects.js';
+import { BpfObject } from '../../../native/libbpf.js';
+import { SK_LOOKUP_OBJECT, repoRoot } from './objects.js';
 
 const root = repoRoot();
 
@@ -65,6 +71,8 @@ int main(void) {
          NM_MAX_PODS, NM_MAX_DESTS, NM_MAX_PENDING, NM_MAX_FLOWS);
   printf("\\"NM_DEST_SERVICE\\": %d, \\"NM_DEST_POD\\": %d, \\"NM_FLOW_OPEN\\": %d, \\"NM_FLOW_CLOSED\\": %d,\\n",
          NM_DEST_SERVICE, NM_DEST_POD, NM_FLOW_OPEN, NM_FLOW_CLOSED);
+  printf("\\"NM_MTLS_PERMISSIVE\\": %d, \\"NM_MTLS_STRICT\\": %d, \\"NM_MTLS_PERMISSIVE_PROXIED\\": %d, \\"NM_MAX_PLAINTEXT_LISTENERS\\": %d,\\n",
+         NM_MTLS_PERMISSIVE, NM_MTLS_STRICT, NM_MTLS_PERMISSIVE_PROXIED, NM_MAX_PLAINTEXT_LISTENERS);
   printf("\\"NM_MAX_MTLS_PORTS\\": %d, \\"NM_STAT_PLAINTEXT_REFUSED\\": %d, \\"NM_STAT_PROXY_ADMITTED\\": %d, \\"NM_STAT_COUNT\\": %d,\\n",
          NM_MAX_MTLS_PORTS, NM_STAT_PLAINTEXT_REFUSED, NM_STAT_PROXY_ADMITTED, NM_STAT_COUNT);
   /* How the kernel side fills the structs: addresses as on the wire, ports in host order. */
@@ -91,10 +99,18 @@ int main(void) {
   struct nm_dest_key port_mtls_key; memset(&port_mtls_key, 0, sizeof port_mtls_key);
   port_mtls_key.ip = inet_addr("10.244.1.5"); port_mtls_key.port = 9090;
   hex("port_mtls_key", &port_mtls_key, sizeof port_mtls_key);
-  struct nm_mtls strict; memset(&strict, 0, sizeof strict); strict.strict = 1;
+  struct nm_mtls strict; memset(&strict, 0, sizeof strict); strict.mode = NM_MTLS_STRICT;
   hex("mtls_strict", &strict, sizeof strict);
-  struct nm_mtls permissive; memset(&permissive, 0, sizeof permissive);
+  struct nm_mtls permissive; memset(&permissive, 0, sizeof permissive); permissive.mode = NM_MTLS_PERMISSIVE;
   hex("mtls_permissive", &permissive, sizeof permissive);
+  struct nm_mtls proxied; memset(&proxied, 0, sizeof proxied); proxied.mode = NM_MTLS_PERMISSIVE_PROXIED;
+  hex("mtls_proxied", &proxied, sizeof proxied);
+  /* sk_lookup keys nm_plaintext_listeners by bpf_sk_lookup.local_ip4 (network order); user
+   * space writes the listener's fd as a u64. */
+  __u32 listener_key = inet_addr("10.244.2.9");
+  hex("listener_key", &listener_key, sizeof listener_key);
+  __u64 listener_fd = 37;
+  hex("listener_fd", &listener_fd, sizeof listener_fd);
   /* user_port of struct bpf_sock_addr: the port in network order in the low 16 bits. */
   unsigned int user_port = htons(8080);
   hex("user_port", &user_port, sizeof user_port);
@@ -137,6 +153,26 @@ test('map capacities and enum values match bpf/nodemesh.h', () => {
   assert.equal(MAX_ENTRIES.nm_stats, c.NM_STAT_COUNT);
   assert.equal(STAT.plaintextRefused, c.NM_STAT_PLAINTEXT_REFUSED);
   assert.equal(STAT.proxyAdmitted, c.NM_STAT_PROXY_ADMITTED);
+  assert.equal(MTLS_MODE.permissive, c.NM_MTLS_PERMISSIVE);
+  assert.equal(MTLS_MODE.strict, c.NM_MTLS_STRICT);
+  assert.equal(MTLS_MODE['permissive-proxied'], c.NM_MTLS_PERMISSIVE_PROXIED);
+  assert.equal(PLAINTEXT_LISTENERS_MAX, c.NM_MAX_PLAINTEXT_LISTENERS);
+});
+
+test('sk_lookup.bpf.o declares the plaintext listener sockhash the agent writes', () => {
+  const obj = BpfObject.open(path.join(root, 'bpf', SK_LOOKUP_OBJECT));
+  try {
+    const BPF_MAP_TYPE_SOCKHASH = 18;
+    assert.deepEqual(obj.mapDef(PLAINTEXT_LISTENERS_MAP), {
+      type: BPF_MAP_TYPE_SOCKHASH,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: PLAINTEXT_LISTENERS_MAX,
+      flags: 0,
+    });
+  } finally {
+    obj.close();
+  }
 });
 
 test('encoders produce the bytes C writes: addresses network order, ports host order', () => {
@@ -151,8 +187,11 @@ test('encoders produce the bytes C writes: addresses network order, ports host o
   assert.equal(encodeFlow(flow).toString('hex'), c.flow);
   assert.equal(encodePodMtlsKey('10.244.1.5').toString('hex'), c.pod_mtls_key);
   assert.equal(encodePortMtlsKey('10.244.1.5', 9090).toString('hex'), c.port_mtls_key);
-  assert.equal(encodeMtls(true).toString('hex'), c.mtls_strict);
-  assert.equal(encodeMtls(false).toString('hex'), c.mtls_permissive);
+  assert.equal(encodeMtls('strict').toString('hex'), c.mtls_strict);
+  assert.equal(encodeMtls('permissive').toString('hex'), c.mtls_permissive);
+  assert.equal(encodeMtls('permissive-proxied').toString('hex'), c.mtls_proxied);
+  assert.equal(encodeListenerKey('10.244.2.9').toString('hex'), c.listener_key);
+  assert.equal(encodeListenerFd(37).toString('hex'), c.listener_fd);
 });
 
 test('decoders read back what C wrote', () => {
@@ -165,8 +204,9 @@ test('decoders read back what C wrote', () => {
   assert.equal(flow.dstIP, '1.2.3.4');
   assert.equal(flow.dstPort, 443);
   assert.equal(flow.packetsReceived, 14n);
-  assert.deepEqual(decodeMtls(buf('mtls_strict')), { strict: true });
-  assert.deepEqual(decodeMtls(buf('mtls_permissive')), { strict: false });
+  assert.deepEqual(decodeMtls(buf('mtls_strict')), { mode: 'strict' });
+  assert.deepEqual(decodeMtls(buf('mtls_permissive')), { mode: 'permissive' });
+  assert.deepEqual(decodeMtls(buf('mtls_proxied')), { mode: 'permissive-proxied' });
 });
 
 test('a per-CPU counter is the sum of its 8-byte slots', () => {

@@ -31,6 +31,11 @@ export const MAX_ENTRIES: Readonly<Record<MapName, number>> = {
   nm_stats: 2,
 };
 
+/** The sockhash of the node proxy's plaintext listeners (sk_lookup.bpf.c): one per agent run,
+ * never pinned, so not among MAP_NAMES. */
+export const PLAINTEXT_LISTENERS_MAP = 'nm_plaintext_listeners';
+export const PLAINTEXT_LISTENERS_MAX = 16384;
+
 export const DEST_KIND = { service: 1, pod: 2 } as const;
 export type DestKind = keyof typeof DEST_KIND;
 export const FLOW_OPEN = 1;
@@ -61,7 +66,7 @@ export const LAYOUT = {
     packets_sent: 56,
     packets_received: 64,
   },
-  nm_mtls: { size: 8, strict: 0, pad: 4 },
+  nm_mtls: { size: 8, mode: 0, pad: 4 },
 } as const;
 
 /** Sizes of the scalar keys (nm_config and nm_stats index, nm_pod_mtls IP, nm_pods cgroup id, nm_pending cookie). */
@@ -214,14 +219,33 @@ export function encodePodMtlsKey(podIP: string): Buffer {
   return b;
 }
 
-export function encodeMtls(strict: boolean): Buffer {
+/**
+ * nm_mtls.mode (NM_MTLS_*): what a pod port accepts from anyone but the node proxy.
+ * - permissive: plaintext, through the proxy's plaintext listener when there is one, else directly;
+ * - strict: nothing (mTLS only, checked by the proxy);
+ * - permissive-proxied: plaintext only through the proxy's plaintext listener (an authorization
+ *   policy applies), refused when there is none.
+ */
+export const MTLS_MODE = { permissive: 0, strict: 1, 'permissive-proxied': 2 } as const;
+export type KernelMtlsMode = keyof typeof MTLS_MODE;
+
+export function encodeMtls(mode: KernelMtlsMode): Buffer {
   const b = Buffer.alloc(LAYOUT.nm_mtls.size);
-  b.writeUInt32LE(strict ? 1 : 0, LAYOUT.nm_mtls.strict);
+  b.writeUInt32LE(MTLS_MODE[mode], LAYOUT.nm_mtls.mode);
   return b;
 }
 
-export function decodeMtls(b: Buffer): { strict: boolean } {
-  return { strict: b.readUInt32LE(LAYOUT.nm_mtls.strict) !== 0 };
+export function decodeMtls(b: Buffer): { mode: KernelMtlsMode | undefined } {
+  const n = b.readUInt32LE(LAYOUT.nm_mtls.mode);
+  return { mode: (Object.keys(MTLS_MODE) as KernelMtlsMode[]).find((m) => MTLS_MODE[m] === n) };
+}
+
+/** nm_plaintext_listeners key: the pod IP as a u32 in network order. */
+export const encodeListenerKey = encodePodMtlsKey;
+
+/** nm_plaintext_listeners value on update: the listening socket's fd as a u64. */
+export function encodeListenerFd(fd: number): Buffer {
+  return encodeU64(BigInt(fd));
 }
 
 /** A per-CPU u64 counter as the kernel returns it (one 8-byte slot per possible CPU), summed. */

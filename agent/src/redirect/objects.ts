@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 export const CONNECT4_OBJECT = 'connect4.bpf.o';
 export const SOCKOPS_OBJECT = 'sockops.bpf.o';
 export const INGRESS_OBJECT = 'ingress.bpf.o';
+export const SK_LOOKUP_OBJECT = 'sk_lookup.bpf.o';
 
 export function repoRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));

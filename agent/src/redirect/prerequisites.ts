@@ -5,6 +5,7 @@ import { NodemeshError } from '../errors.js';
 import {
   BPF_PROG_TYPE_CGROUP_SKB,
   BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+  BPF_PROG_TYPE_SK_LOOKUP,
   BPF_PROG_TYPE_SOCK_OPS,
   probeProgType,
   requireLibbpf,
@@ -62,6 +63,7 @@ export function checkPrerequisites(cgroupRoot: string = findCgroup2Mount()): voi
     [BPF_PROG_TYPE_CGROUP_SOCK_ADDR, 'cgroup/connect4'],
     [BPF_PROG_TYPE_SOCK_OPS, 'sockops'],
     [BPF_PROG_TYPE_CGROUP_SKB, 'cgroup_skb (PeerAuthentication STRICT)'],
+    [BPF_PROG_TYPE_SK_LOOKUP, 'sk_lookup (PeerAuthentication PERMISSIVE through the proxy)'],
   ] as const) {
     if (!probeProgType(type)) {
       throw new NodemeshError(

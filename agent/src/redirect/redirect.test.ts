@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
+import type { KernelMtlsMode } from './abi.js';
 import { Redirect, cgroupId, findCgroup2Mount, type FlowOrigin } from './index.js';
 
 const notRoot = process.getuid?.() !== 0 ? 'needs root (BPF programs, cgroups, bpffs): run the tests as root' : false;
@@ -249,7 +250,9 @@ describe('PeerAuthentication STRICT in the kernel', { skip: notRoot }, () => {
   const PROXY = '127.0.0.2';
   const OTHER = '127.0.0.3';
   let port: number;
-  const mode = (strict: boolean, ports: Array<[number, boolean]> = []) => new Map([['127.0.0.1', { strict, ports: new Map(ports) }]]);
+  const kernel = (strict: boolean): KernelMtlsMode => (strict ? 'strict' : 'permissive');
+  const mode = (strict: boolean, ports: Array<[number, boolean]> = []) =>
+    new Map([['127.0.0.1', { mode: kernel(strict), ports: new Map(ports.map(([p, s]) => [p, kernel(s)])) }]]);
 
   before(async () => {
     port = await serveFrom(container, '127.0.0.1');
@@ -281,6 +284,13 @@ describe('PeerAuthentication STRICT in the kernel', { skip: notRoot }, () => {
     assert.equal(await tryConnect(port, OTHER), 'ok');
   });
 
+  test('PERMISSIVE_PROXIED (a pod with a policy) refuses plaintext at the pod like STRICT: without the proxy listener it never gets in', async () => {
+    const r = redirect as Redirect;
+    r.setMtls(new Map([['127.0.0.1', { mode: 'permissive-proxied', ports: new Map() }]]));
+    assert.equal(await tryConnect(port, OTHER), 'timeout');
+    assert.equal(await tryConnect(port, PROXY), 'ok');
+  });
+
   test("a port's own mode beats the pod's, both ways", async () => {
     const r = redirect as Redirect;
     r.setMtls(mode(false, [[port, true]]));
@@ -303,8 +313,8 @@ describe('PeerAuthentication STRICT in the kernel', { skip: notRoot }, () => {
     const count = (name: string) => r.status().maps.find((m) => m.name === name)?.entries;
     r.setMtls(
       new Map([
-        ['127.0.0.1', { strict: true, ports: new Map([[8080, false], [9090, true]]) }],
-        ['10.244.0.9', { strict: false, ports: new Map([[8080, true]]) }],
+        ['127.0.0.1', { mode: 'strict', ports: new Map<number, KernelMtlsMode>([[8080, 'permissive'], [9090, 'strict']]) }],
+        ['10.244.0.9', { mode: 'permissive', ports: new Map<number, KernelMtlsMode>([[8080, 'permissive-proxied']]) }],
       ]),
     );
     assert.equal(count('nm_pod_mtls'), 2);
@@ -312,7 +322,7 @@ describe('PeerAuthentication STRICT in the kernel', { skip: notRoot }, () => {
     r.setMtls(mode(true, [[8080, false]]));
     assert.equal(count('nm_pod_mtls'), 1);
     assert.equal(count('nm_port_mtls'), 1);
-    assert.throws(() => r.setMtls(new Map([['10.244.0.10', { strict: true, ports: new Map([[0, true]]) }]])), /1\.\.65535, got 0/);
+    assert.throws(() => r.setMtls(new Map([['10.244.0.10', { mode: 'strict', ports: new Map([[0, 'strict']]) }]])), /1\.\.65535, got 0/);
     assert.equal(count('nm_pod_mtls'), 1, 'nothing written');
     r.setMtls(new Map());
     assert.equal(count('nm_pod_mtls'), 0);

@@ -26,8 +26,10 @@ import {
   encodePortMtlsKey,
   encodeU32,
   encodeU64,
+  decodeMtls,
   sumPerCpu,
   type DestKind,
+  type KernelMtlsMode,
   type MapName,
 } from './abi.js';
 import { CONNECT4_OBJECT, INGRESS_OBJECT, SOCKOPS_OBJECT, defaultObjDir } from './objects.js';
@@ -51,12 +53,12 @@ export interface MeshDestination {
 }
 
 /**
- * A local pod's PeerAuthentication as the kernel enforces it: `strict` for every port of
- * the pod, unless `ports` names the port (true = STRICT, false = PERMISSIVE/DISABLE).
+ * A local pod's PeerAuthentication as the kernel enforces it: `mode` for every port of the
+ * pod, unless `ports` names the port (see MTLS_MODE for what each mode lets in).
  */
 export interface PodMtls {
-  strict: boolean;
-  ports: ReadonlyMap<number, boolean>;
+  mode: KernelMtlsMode;
+  ports: ReadonlyMap<number, KernelMtlsMode>;
 }
 
 export interface FlowOrigin {
@@ -115,6 +117,9 @@ const KEY_SIZE: Readonly<Record<MapName, number>> = {
   nm_port_mtls: LAYOUT.nm_dest_key.size,
   nm_stats: U32_SIZE,
 };
+
+/** How much each mode keeps out, for ordering map writes; an absent entry lets in what permissive does. */
+const MTLS_RANK: Readonly<Record<KernelMtlsMode, number>> = { permissive: 0, 'permissive-proxied': 1, strict: 2 };
 
 /** What one map must change to equal the desired content. */
 interface MapPlan {
@@ -257,30 +262,32 @@ export class Redirect {
 
   /**
    * Converges nm_pod_mtls and nm_port_mtls to `pods` (keyed by pod IP); pods absent are not
-   * enforced. Tightening writes go first and loosening ones (PERMISSIVE values, deletions)
-   * last, so a port that ends STRICT is never open to plaintext in between; a port that
-   * ends PERMISSIVE may refuse for the microseconds in between, which a SYN retry covers.
-   * Only new connections are judged: plaintext connections accepted before a port became
-   * STRICT keep running until they close.
+   * enforced. Tightening writes (towards STRICT: permissive < permissive-proxied < strict) go
+   * first and loosening ones and deletions last, so a port never lets in, in between, more
+   * than both its old and its new mode allow; a port that ends looser may refuse for the
+   * microseconds in between, which a SYN retry covers. Only new connections are judged:
+   * plaintext connections accepted before a port became STRICT keep running until they close.
    */
   setMtls(pods: ReadonlyMap<string, PodMtls>): void {
     const podWant = new Map<string, [Buffer, Buffer]>();
     const portWant = new Map<string, [Buffer, Buffer]>();
     for (const [podIP, mtls] of pods) {
       const key = encodePodMtlsKey(podIP);
-      podWant.set(key.toString('hex'), [key, encodeMtls(mtls.strict)]);
-      for (const [port, strict] of mtls.ports) {
+      podWant.set(key.toString('hex'), [key, encodeMtls(mtls.mode)]);
+      for (const [port, mode] of mtls.ports) {
         if (!Number.isInteger(port) || port < 1 || port > 65535) {
           throw new NodemeshError('NM_ERR_BPF_MAP', `PeerAuthentication port of pod ${podIP} must be 1..65535, got ${port}`);
         }
         const portKey = encodePortMtlsKey(podIP, port);
-        portWant.set(portKey.toString('hex'), [portKey, encodeMtls(strict)]);
+        portWant.set(portKey.toString('hex'), [portKey, encodeMtls(mode)]);
       }
     }
     const plans = [this.#plan('nm_pod_mtls', podWant, LAYOUT.nm_mtls.size), this.#plan('nm_port_mtls', portWant, LAYOUT.nm_mtls.size)];
-    const tightens = (value: Buffer) => value.equals(encodeMtls(true));
-    for (const p of plans) this.#apply({ name: p.name, stale: [], writes: p.writes.filter(([, v]) => tightens(v)) });
-    for (const p of plans) this.#apply({ name: p.name, stale: p.stale, writes: p.writes.filter(([, v]) => !tightens(v)) });
+    const rank = (value: Buffer | null) => MTLS_RANK[(value && decodeMtls(value).mode) ?? 'permissive'];
+    const tightens = (name: MapName) => ([key, value]: [Buffer, Buffer]) => rank(value) > rank(this.#maps[name].lookup(key, LAYOUT.nm_mtls.size));
+    const split = plans.map((p) => ({ p, first: p.writes.filter(tightens(p.name)) }));
+    for (const { p, first } of split) this.#apply({ name: p.name, stale: [], writes: first });
+    for (const { p, first } of split) this.#apply({ name: p.name, stale: p.stale, writes: p.writes.filter((w) => !first.includes(w)) });
   }
 
   /**

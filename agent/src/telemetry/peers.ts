@@ -79,7 +79,8 @@ export function flowPeers(flow: ProxyFlow, view: MeshIndex, trustDomain: string)
     return { source: src ? podPeer(src, trustDomain) : {}, destination, ...(service ? { service } : {}) };
   }
   const service = serviceOfEndpoint(view, flow.dstIP, flow.dstPort)?.service;
-  return { source: verifiedSource(flow.sourceIdentity, flow.sourceIP, view, trustDomain), destination, ...(service ? { service } : {}) };
+  const source = flow.security === 'none' ? addressedSource(flow.sourceIP, view) : verifiedSource(flow.sourceIdentity, flow.sourceIP, view, trustDomain);
+  return { source, destination, ...(service ? { service } : {}) };
 }
 
 /**
@@ -90,7 +91,11 @@ export function requestPeers(record: RequestRecord, view: MeshIndex, trustDomain
   const { source, destination } = record;
   const pod = destination.endpoint?.pod;
   return {
-    source: source.pod ? podPeer(source.pod, trustDomain) : verifiedSource(source.identity, source.ip, view, trustDomain),
+    source: source.pod
+      ? podPeer(source.pod, trustDomain)
+      : record.security === 'none' && record.reporter === 'destination'
+        ? addressedSource(source.ip, view)
+        : verifiedSource(source.identity, source.ip, view, trustDomain),
     destination: pod ? podPeer(pod, trustDomain) : {},
     ...(destination.service ? { service: destination.service } : {}),
   };
@@ -107,6 +112,15 @@ function verifiedSource(identity: string | undefined, ip: string, view: MeshInde
   const pod = view.podsByIP.get(ip);
   const candidate = pod && podPeer(pod, trustDomain);
   return candidate?.principal === identity ? candidate : peer;
+}
+
+/**
+ * The source of plaintext (PERMISSIVE, through :15006): the workload at the connection's
+ * source address, as ztunnel names it, but never a principal: nothing proved an identity.
+ */
+function addressedSource(ip: string, view: MeshIndex): Peer {
+  const pod = view.podsByIP.get(ip);
+  return pod ? { workload: workloadOf(pod), namespace: pod.namespace } : {};
 }
 
 // The tunnel names the pod, not the Service the client dialled: like ztunnel, take the first

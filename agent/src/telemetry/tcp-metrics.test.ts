@@ -148,3 +148,18 @@ it('names an HBONE source by its verified identity; its workload only when the a
   assert.equal(await value('istio_tcp_connections_closed_total', { ...d, source_workload: 'client-7d9f-x2x' }), 1);
   assert.equal(await value('istio_tcp_connections_closed_total', { ...d, source_workload: 'unknown', source_workload_namespace: 'other' }), 1);
 });
+
+it('names a plaintext source (PERMISSIVE, :15006) by its address, never with a principal; security none', async () => {
+  const { metrics, value } = await setup();
+  const plaintext = (sourceIP: string): ProxyFlow => ({
+    ...outbound({ direction: 'inbound', sourceIP, dstIP: '10.244.2.2', dstPort: 8080, dstPod: 'shop/web-1', security: 'none' }),
+    sourcePod: undefined,
+    service: undefined,
+    endpoint: undefined,
+  });
+  metrics.closed(plaintext('10.244.1.2'));
+  metrics.closed(plaintext('192.168.9.9'));
+  const d = { reporter: 'destination', connection_security_policy: 'none', destination_workload: 'web' };
+  assert.equal(await value('istio_tcp_connections_closed_total', { ...d, source_workload: 'client-7d9f-x2x', source_workload_namespace: 'shop', source_principal: 'unknown' }), 1);
+  assert.equal(await value('istio_tcp_connections_closed_total', { ...d, source_workload: 'unknown', source_principal: 'unknown' }), 1);
+});
