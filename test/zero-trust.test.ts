@@ -167,7 +167,8 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
     );
     assert.notEqual(renewed.serial, client?.serial);
     // New connections after the rotation work (a new HBONE session with the new certificate).
-    assert.equal((await curl({ pod: 'client' }, 'http://10.96.0.11/')).body?.pod, 'web-2');
+    const after = await curl({ pod: 'client' }, 'http://10.96.0.11/');
+    assert.equal(after.body?.pod, 'web-2', JSON.stringify(after) + agent('n1').output.split('\n').filter((l) => /warn|error|"level":[45]0/.test(l)).slice(-15).join('\n'));
     const held = JSON.parse((await slow).stdout) as { sent: number; received: number; error: string | null };
     assert.equal(held.error, null);
     assert.ok(held.sent > 0);
