@@ -42,7 +42,12 @@ export type ErrorCode =
   | 'NM_ERR_HBONE_PEER_IDENTITY'
   | 'NM_ERR_HBONE_REFUSED'
   | 'NM_ERR_HBONE_SESSION'
-  | 'NM_ERR_HBONE_CLOSED';
+  | 'NM_ERR_HBONE_CLOSED'
+  | 'NM_ERR_CONTROL_PROTO'
+  | 'NM_ERR_CONTROL_LISTEN'
+  | 'NM_ERR_CONTROL_SIGN'
+  | 'NM_ERR_CONTROL_SNAPSHOT'
+  | 'NM_ERR_CONTROL_STOPPED';
 
 export class NodemeshError extends Error {
   readonly code: ErrorCode;
