@@ -50,6 +50,11 @@ export type ErrorCode =
   | 'NM_ERR_KUBE_API'
   | 'NM_ERR_KUBE_CA_SECRET'
   | 'NM_ERR_KUBE_ROOT_CONFIGMAP';
+  | 'NM_ERR_CONTROL_PROTO'
+  | 'NM_ERR_CONTROL_LISTEN'
+  | 'NM_ERR_CONTROL_SIGN'
+  | 'NM_ERR_CONTROL_SNAPSHOT'
+  | 'NM_ERR_CONTROL_STOPPED';
 
 export class NodemeshError extends Error {
   readonly code: ErrorCode;
