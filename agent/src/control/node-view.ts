@@ -4,22 +4,8 @@
 // workload may be a destination). No validation here: agents validate and NACK.
 import { createHash } from 'node:crypto';
 import { WATCHED_KINDS, type KubeObject } from './kube-kinds.js';
-
-export interface ViewResource {
-  apiVersion: string;
-  kind: string;
-  /** "" for cluster-scoped kinds. */
-  namespace: string;
-  name: string;
-  /** The reduced object as JSON, keys sorted. */
-  json: string;
-}
-
-export interface NodeView {
-  resources: ViewResource[];
-  /** sha256 hex over the resources in order: equal views, equal hashes. */
-  hash: string;
-}
+import type { NodeView } from './stream-server.js';
+import type { ViewResource } from './view-resource.js';
 
 type Json = Record<string, unknown>;
 

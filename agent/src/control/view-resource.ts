@@ -9,7 +9,7 @@ export interface ViewResource {
   /** "" for cluster-scoped kinds. */
   namespace: string;
   name: string;
-  /** The whole object as JSON; the agent validates it as it validates the YAML file. */
+  /** The object reduced to what agents read, as JSON with sorted keys; the agent validates it as it validates the YAML file. */
   json: string;
 }
 
