@@ -6,10 +6,8 @@ import { AdminServer, NdjsonRoute } from './admin/server.js';
 import { configDump, services, workloads } from './admin/views.js';
 import { applyState, plaintextPods, workloadIdentity } from './apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
-import { FileSource } from './control/file-source.js';
+import { openConfigSource, type SourceSettings } from './config-source.js';
 import { NodemeshError } from './errors.js';
-import { nodeMayHold } from './identity/authz-rule.js';
-import { MeshCA } from './identity/ca.js';
 import { CertManager } from './identity/cert-manager.js';
 import { identityOfPeer } from './identity/peer.js';
 import { formatSpiffeId, isNodeIdentity, parseSpiffeId, principalOf } from './identity/spiffe.js';
@@ -37,7 +35,8 @@ import type { TracingSettings } from './telemetry/tracing-settings.js';
 import tls from 'node:tls';
 
 export interface AgentSettings {
-  configPath: string;
+  /** A YAML file (standalone) or the controller's config stream (Kubernetes). */
+  source: SourceSettings;
   node: string;
   cgroupRoot: string;
   bpffsDir: string;
@@ -51,7 +50,6 @@ export interface AgentSettings {
   outboundPort: number;
   hbonePort: number;
   trustDomain: string;
-  caDir: string;
   certLifetimeSeconds: number;
   connectTimeoutMs: number;
   /** How long the outbound listener waits for a client's first bytes to detect HTTP. */
@@ -63,7 +61,8 @@ export interface AgentStatus {
   node: string;
   nodeIP: string | null;
   trustDomain: string;
-  config: { source: string; version: number; rejections: Rejection[] };
+  /** `connected`: Kubernetes mode only, whether the stream to the controller is open. */
+  config: { source: string; version: number; rejections: Rejection[]; connected?: boolean };
   listeners: { outbound: string; hbone: string; metrics: string };
   enrolledPods: number;
   services: number;
@@ -82,8 +81,10 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
 
   let index: MeshIndex | undefined;
   let apply: ((view: MeshIndex) => void) | undefined;
-  const source = new FileSource(settings.configPath, {
+  const source = openConfigSource(settings.source, {
     node: settings.node,
+    cgroupRoot: settings.cgroupRoot,
+    trustDomain: settings.trustDomain,
     log,
     onState: (state) => {
       const next = accept(state, settings, log);
@@ -91,22 +92,21 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       index = next;
       apply?.(next);
     },
+    current: () => view().state,
   });
   await source.start();
   if (!index) {
-    throw new NodemeshError('NM_ERR_STARTUP_NODE', `node "${settings.node}" is not a v1 Node with an InternalIP in ${settings.configPath}`);
+    throw new NodemeshError('NM_ERR_STARTUP_NODE', `node "${settings.node}" is not a v1 Node with an InternalIP in ${source.description}`);
   }
   const view = (): MeshIndex => index as MeshIndex;
 
-  // Standalone: the CA runs in-process; every node of one mesh must share its root (--ca-dir).
-  const ca = MeshCA.loadOrCreate({ dir: settings.caDir, trustDomain: settings.trustDomain, log });
   const certs = new CertManager({
     node: settings.node,
     trustDomain: settings.trustDomain,
     lifetimeSeconds: settings.certLifetimeSeconds,
     log,
-    signer: async (csrPem, ttlSeconds) =>
-      ca.sign({ node: settings.node, csrPem, ttlSeconds, authorize: (node, id) => nodeMayHold(view().state, node, id) }),
+    signer: source.signer,
+    ...(source.certStore && { store: source.certStore }),
   });
   const redirect = await Redirect.open({ bpffsDir: settings.bpffsDir, cgroupRoot: settings.cgroupRoot, log });
   apply = (next) => applyState(next, { redirect, certs, outboundPort: settings.outboundPort, trustDomain: settings.trustDomain }, log);
@@ -211,7 +211,12 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       node: settings.node,
       nodeIP: view().node?.internalIP ?? null,
       trustDomain: settings.trustDomain,
-      config: { source: settings.configPath, version: view().state.version, rejections: [...view().state.rejections] },
+      config: {
+        source: source.description,
+        version: view().state.version,
+        rejections: [...view().state.rejections],
+        ...(source.connected() !== undefined && { connected: source.connected() as boolean }),
+      },
       listeners: { outbound: outbound.address, hbone: hboneServer.address, metrics: metrics?.address ?? 'off' },
       enrolledPods: view().localPods.size,
       services: view().state.services.size,
@@ -228,7 +233,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     '/certs': () => certs.status(),
     '/workloads': () => workloads(view(), settings.trustDomain),
     '/services': () => services(view()),
-    '/config_dump': () => configDump(view(), settings.configPath),
+    '/config_dump': () => configDump(view(), source.description),
   });
 
   const stop = async () => {
@@ -274,7 +279,7 @@ function accept(state: MeshState, settings: Readonly<AgentSettings>, log: Logger
   const next = new MeshIndex(state, settings.node, (path) => cgroupIdOr(path, log));
   if (!next.node) {
     log.error(
-      { config: settings.configPath, nodes: [...state.nodes.keys()] },
+      { nodes: [...state.nodes.keys()] },
       `configuration has no v1 Node "${settings.node}"; keeping the last good configuration`,
     );
     return undefined;

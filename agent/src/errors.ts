@@ -54,7 +54,8 @@ export type ErrorCode =
   | 'NM_ERR_CONTROL_LISTEN'
   | 'NM_ERR_CONTROL_SIGN'
   | 'NM_ERR_CONTROL_SNAPSHOT'
-  | 'NM_ERR_CONTROL_STOPPED';
+  | 'NM_ERR_CONTROL_STOPPED'
+  | 'NM_ERR_CONTROL_NOT_READY';
 
 export class NodemeshError extends Error {
   readonly code: ErrorCode;

@@ -3,17 +3,24 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { parseAddress } from '../admin/client.js';
+import { isIP } from 'node:net';
 import { startAgent, type AgentSettings } from '../app.js';
+import type { SourceSettings } from '../config-source.js';
 import { NodemeshError } from '../errors.js';
 import { Redirect, findCgroup2Mount } from '../redirect/index.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import { HBONE_PORT } from '../proxy/hbone-protocol.js';
 import { parseAccessLogMode } from '../telemetry/access-log.js';
 import { DEFAULT_SAMPLING, parseTracingSettings } from '../telemetry/tracing-settings.js';
-import { ADMIN_DEFAULT, METRICS_DEFAULT, OUTBOUND_PORT } from './defaults.js';
+import { ADMIN_DEFAULT, CONTROLLER_DNS_NAME, LOG_LEVELS, METRICS_DEFAULT, OUTBOUND_PORT } from './defaults.js';
 
 interface AgentFlags {
   config?: string;
+  controller?: string;
+  controllerCa: string;
+  controllerName?: string;
+  tokenFile: string;
+  stateDir: string;
   node?: string;
   cgroupRoot?: string;
   bpffs?: string;
@@ -30,13 +37,17 @@ interface AgentFlags {
   cleanup?: boolean;
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 export function agentCommand(program: Command): void {
   program
     .command('agent')
     .description("run the node agent: load the eBPF capture, serve the node proxy, follow the configuration")
     .option('--config <file>', 'standalone configuration: multi-document YAML in Kubernetes shapes')
+    .option('--controller <addr>', 'Kubernetes mode: the controller\'s config stream, HOST:PORT or unix:PATH (instead of --config)')
+    .option('--controller-ca <file>', 'the mesh root that signed the controller\'s certificate (the nodemesh-ca-root ConfigMap)', '/etc/nodemesh/ca/root-cert.pem')
+    .option('--controller-name <dns>', `name the controller's certificate must carry (default: the host of --controller, or ${CONTROLLER_DNS_NAME} for an IP or unix socket)`)
+    .option('--token-file <file>', 'projected service-account token the controller authenticates (audience nodemesh)', '/var/run/secrets/nodemesh/token')
+    .option('--state-dir <dir>', 'Kubernetes mode: where the last accepted configuration and the certificates are kept across restarts', '/var/lib/nodemesh')
     .option('--node <name>', "this node's name (a v1 Node in the configuration)")
     .option('--cgroup-root <dir>', 'cgroup v2 directory whose subtree is captured (default: the cgroup2 mount)')
     .option('--bpffs <dir>', 'where programs, links and maps are pinned (default: /sys/fs/bpf/nodemesh/NODE)')
@@ -87,7 +98,9 @@ export function parseMetricsFlag(value: string): { host: string; port: number } 
 }
 
 function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
-  if (!flags.config) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--config FILE is required (standalone mode)');
+  if (!flags.config === !flags.controller) {
+    throw new NodemeshError('NM_ERR_CLI_ARGUMENT', 'give one of --config FILE (standalone mode) or --controller ADDR (Kubernetes mode)');
+  }
   if (!flags.node) throw new NodemeshError('NM_ERR_CLI_ARGUMENT', '--node NAME is required');
   if (!LOG_LEVELS.includes(flags.logLevel)) {
     throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${flags.logLevel}"`);
@@ -102,7 +115,7 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--protocol-detect-timeout must be whole milliseconds between 1 and 60000, got "${flags.protocolDetectTimeout}"`);
   }
   return Object.freeze({
-    configPath: flags.config,
+    source: sourceSettings(flags),
     node: flags.node,
     cgroupRoot: flags.cgroupRoot ?? findCgroup2Mount(),
     bpffsDir: bpffsDir(flags),
@@ -114,10 +127,25 @@ function readSettings(flags: AgentFlags): Readonly<AgentSettings> {
     outboundPort: OUTBOUND_PORT,
     hbonePort: HBONE_PORT,
     trustDomain: flags.trustDomain,
-    caDir: flags.caDir,
     certLifetimeSeconds: lifetime,
     connectTimeoutMs: 10_000,
     detectTimeoutMs: detect,
     drainMs: 5_000,
   });
+}
+
+function sourceSettings(flags: AgentFlags): SourceSettings {
+  if (flags.config) return { kind: 'file', path: flags.config, caDir: flags.caDir };
+  const address = flags.controller as string;
+  let host: string;
+  if (address.startsWith('unix:')) host = '';
+  else host = parseAddress(address, '--controller').host;
+  return {
+    kind: 'controller',
+    address,
+    serverName: flags.controllerName ?? (host && isIP(host) === 0 ? host : CONTROLLER_DNS_NAME),
+    rootFile: flags.controllerCa,
+    tokenFile: flags.tokenFile,
+    stateDir: flags.stateDir,
+  };
 }

@@ -5,6 +5,7 @@ import { NodemeshError } from '../errors.js';
 import { agentCommand } from './agent.js';
 import { certsCommand } from './certs.js';
 import { configCommand } from './config.js';
+import { controllerCommand } from './controller.js';
 import { flowsCommand } from './flows.js';
 import { servicesCommand } from './services.js';
 import { statusCommand } from './status.js';
@@ -17,6 +18,7 @@ const program = new Command('nodemesh')
   .showHelpAfterError()
   .exitOverride();
 agentCommand(program);
+controllerCommand(program);
 flowsCommand(program);
 topCommand(program);
 tapCommand(program);

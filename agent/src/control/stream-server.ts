@@ -78,26 +78,28 @@ export class ConfigStreamServer {
     });
   }
 
-  /** "host:port" once listening (the bound port when 0 was asked). */
+  /** "host:port" (the bound port when 0 was asked) or "unix:PATH" once listening. */
   get address(): string | undefined {
     return this.#address;
   }
 
-  /** Throws NM_ERR_CONTROL_LISTEN when the port cannot be bound. */
-  async listen(host: string, port: number): Promise<void> {
+  /**
+   * `target`: "host:port" or "unix:PATH" (a socket file, reachable across network namespaces).
+   * Throws NM_ERR_CONTROL_LISTEN when it cannot be bound.
+   */
+  async listen(target: string): Promise<void> {
     const { key, cert, ca } = this.#opts.credentials;
     const creds = grpc.ServerCredentials.createSsl(Buffer.from(ca), [{ private_key: Buffer.from(key), cert_chain: Buffer.from(cert) }], false);
-    const hostPart = host.includes(':') ? `[${host}]` : host;
     const bound = await new Promise<number>((resolve, reject) => {
-      this.#server.bindAsync(`${hostPart}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
+      this.#server.bindAsync(target, creds, (err, p) => (err ? reject(err) : resolve(p)));
     }).catch((err: Error) => {
       throw new NodemeshError(
         'NM_ERR_CONTROL_LISTEN',
-        `cannot listen for agents on ${hostPart}:${port}: ${err.message}; is another controller running on this port?`,
+        `cannot listen for agents on ${target}: ${err.message}; is another controller running there?`,
         { cause: err },
       );
     });
-    this.#address = `${hostPart}:${bound}`;
+    this.#address = target.startsWith('unix:') ? target : target.replace(/:\d+$/, `:${bound}`);
     this.#opts.log.info({ address: this.#address }, 'controller listening for agents (config stream and certificate signing)');
   }
 

@@ -82,9 +82,13 @@ export class KubeApiServer {
     return this.#store.resourceVersion;
   }
 
-  /** Same effect as a POST; returns the stored object (uid, creationTimestamp, resourceVersion set). */
+  /**
+   * Same effect as a POST, except that a metadata.uid given is kept (the API server assigns
+   * one): a test can so seed pods whose cgroups the testbed's "kubelet" already named. Returns
+   * the stored object (uid, creationTimestamp, resourceVersion set).
+   */
   create(obj: ObjectRef & Json): Json {
-    return this.#store.create(this.#resourceOf(obj), obj, obj.metadata.namespace ?? 'default');
+    return this.#store.create(this.#resourceOf(obj), obj, obj.metadata.namespace ?? 'default', { keepUid: true });
   }
 
   /** Same effect as a PUT. */

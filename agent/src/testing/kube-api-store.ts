@@ -102,13 +102,13 @@ export class ObjectStore {
   }
 
   /** `namespace` is the request's; a namespaced object without metadata.namespace takes it. */
-  create(r: ApiResource, input: Json, namespace: string): Json {
+  create(r: ApiResource, input: Json, namespace: string, opts: { keepUid?: boolean } = {}): Json {
     const obj = this.#prepare(r, input, namespace);
     const k = key(r, namespace, obj.metadata.name);
     if (this.#objects.get(r)!.has(k)) {
       throw new StatusError(failureStatus(409, 'AlreadyExists', `${qualified(r)} "${obj.metadata.name}" already exists`, objectDetails(r, obj.metadata.name)));
     }
-    obj.metadata.uid = randomUUID();
+    obj.metadata.uid = opts.keepUid && typeof obj.metadata.uid === 'string' ? obj.metadata.uid : randomUUID();
     obj.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     return this.#write(r, k, obj, 'ADDED');
   }

@@ -59,7 +59,7 @@ export async function startController(opts: {
     },
     sign: opts.sign ?? (() => Promise.reject(new Error('no CA in this test'))),
   });
-  await server.listen('127.0.0.1', opts.port ?? 0);
+  await server.listen(`127.0.0.1:${opts.port ?? 0}`);
   return { server, views, checked };
 }
 
