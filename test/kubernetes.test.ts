@@ -127,6 +127,10 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
     }
     api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'nodemesh-system' } });
     api.create(serviceDoc({ name: 'web', namespace: 'shop', clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] }) as never);
+    // Requests spread evenly, so that a few show every endpoint (the default, peak EWMA, favours the nearest).
+    for (const host of ['web', 'web-b']) {
+      api.create({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: host, namespace: 'shop' }, spec: { host, trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } } });
+    }
     for (const node of ['n1', 'n2']) {
       api.addToken(`token-${node}`, { username: AGENT_SA, extra: { 'authentication.kubernetes.io/node-name': [node] }, audiences: ['nodemesh'] });
       writeFileSync(tokenFile(node), `token-${node}\n`, { mode: 0o600 });

@@ -1,6 +1,8 @@
 // Controller side of the config stream (:15012, TLS): authenticates each agent by its
 // service-account token, streams its node's view as versioned snapshots, records ACK/NACK,
 // and signs workload certificates on the same server.
+import fs from 'node:fs';
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { NodemeshError } from '../errors.js';
@@ -88,6 +90,7 @@ export class ConfigStreamServer {
    * Throws NM_ERR_CONTROL_LISTEN when it cannot be bound.
    */
   async listen(target: string): Promise<void> {
+    if (target.startsWith('unix:')) await removeStaleSocket(target.slice('unix:'.length));
     const { key, cert, ca } = this.#opts.credentials;
     const creds = grpc.ServerCredentials.createSsl(Buffer.from(ca), [{ private_key: Buffer.from(key), cert_chain: Buffer.from(cert) }], false);
     const bound = await new Promise<number>((resolve, reject) => {
@@ -265,4 +268,15 @@ function firstMessage(call: Call): Promise<ConfigRequest | undefined> {
     call.once('end', () => resolve(undefined));
     call.once('cancelled', () => resolve(undefined));
   });
+}
+
+/** A socket file left by a controller that was killed answers no connection: remove it. */
+async function removeStaleSocket(path: string): Promise<void> {
+  if (!fs.statSync(path, { throwIfNoEntry: false })?.isSocket()) return;
+  const refused = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => (probe.destroy(), resolve(false)));
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+  if (refused) fs.rmSync(path, { force: true });
 }
