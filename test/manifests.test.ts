@@ -23,34 +23,11 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { applyConfig } from '../agent/src/control/apply.js';
 import { parseConfig } from '../agent/src/control/config-docs.js';
+import { WATCHED_KINDS } from '../agent/src/control/kube-kinds.js';
 import { CONNECT4_OBJECT, INGRESS_OBJECT, SOCKOPS_OBJECT, repoRoot } from '../agent/src/redirect/objects.js';
 
 // ---- Lists the lead keeps in step with the code -------------------------------------------
 
-/** The kinds the controller watches: agent/src/control/kube-kinds.ts WATCHED_KINDS (import it once merged). */
-const WATCHED_KINDS = [
-  { apiVersion: 'v1', kind: 'Node', plural: 'nodes' },
-  { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces' },
-  { apiVersion: 'v1', kind: 'Service', plural: 'services' },
-  { apiVersion: 'v1', kind: 'Pod', plural: 'pods' },
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', plural: 'httproutes' },
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', plural: 'grpcroutes' },
-  { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', plural: 'authorizationpolicies' },
-  { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', plural: 'peerauthentications' },
-  { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', plural: 'destinationrules' },
-  { apiVersion: 'nodemesh.io/v1alpha1', kind: 'FaultInjection', plural: 'faultinjections' },
-  { apiVersion: 'nodemesh.io/v1alpha1', kind: 'LocalRateLimit', plural: 'localratelimits' },
-];
-
-/** Commands and flags the manifests use before the CLI has them; each leaves once it lands. */
-const PENDING_COMMANDS: Record<string, string[]> = {
-  controller: ['--namespace', '--trust-domain', '--cert-lifetime', '--log-level'],
-};
-const PENDING_FLAGS: Record<string, string[]> = {
-  agent: ['--controller', '--controller-ca', '--token-file', '--state-dir', '--kubelet-cgroup-root'],
-};
-/** Paths the Dockerfile copies that other branches add (agent/proto: the config stream). */
-const PENDING_PATHS = ['agent/proto'];
 /** The agent's connection drain on SIGTERM (drainMs in agent/src/cli/agent.ts). */
 const DRAIN_SECONDS = 5;
 
@@ -403,13 +380,14 @@ describe('agent and controller pods', () => {
   const agentContainer = () => ds().template.spec.containers[0] as Obj;
   const mountOf = (c: Obj, volume: string) => c.volumeMounts.find((m: Obj) => m.name === volume)?.mountPath;
 
-  it('run privileged only to mount bpffs, and add no CAP_SYS_ADMIN', () => {
+  it('run privileged only to mount bpffs; only the agent adds CAP_SYS_ADMIN, for what it uses', () => {
     for (const c of containers()) {
       const sc = c.securityContext ?? {};
       assert.equal(sc.privileged === true, c.name === 'mount-bpffs', `${c.name}: privileged`);
-      assert.ok(!(sc.capabilities?.add ?? []).includes('SYS_ADMIN'), `${c.name}: SYS_ADMIN`);
+      if (c.name !== 'agent') assert.ok(!(sc.capabilities?.add ?? []).includes('SYS_ADMIN'), `${c.name}: SYS_ADMIN`);
     }
-    assert.deepEqual(agentContainer().securityContext.capabilities, { drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'SYS_RESOURCE'] });
+    // SYS_ADMIN and SYS_PTRACE: setns into pod network namespaces for the PERMISSIVE listener.
+    assert.deepEqual(agentContainer().securityContext.capabilities, { drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'SYS_RESOURCE', 'SYS_ADMIN', 'SYS_PTRACE'] });
   });
 
   it('dial the controller Service, and find token, CA root and state where they are mounted', () => {
@@ -509,14 +487,13 @@ describe('the image built by daemonset/Dockerfile', () => {
       for (const copy of stage.copies) {
         for (const src of copy.sources) {
           const rel = copy.from ? path.posix.relative(build.workdir, src) : src;
-          if (rel === '.' || PENDING_PATHS.includes(rel)) continue;
+          if (rel === '.') continue;
           if (copy.from && BUILT.some((b) => rel === b || rel.startsWith(`${b}/`))) continue;
           assert.ok(fs.existsSync(path.join(ROOT, rel)), `COPY ${src}: ${rel} is not in the repository`);
           assert.ok(!ignored(rel, ignore), `COPY ${src}: ${rel} is left out by Dockerfile.dockerignore`);
         }
       }
     }
-    for (const rel of PENDING_PATHS) assert.ok(!fs.existsSync(path.join(ROOT, rel)), `${rel} exists now: take it off PENDING_PATHS`);
   });
 
   it("builds from sources that import nothing the build context leaves out", () => {
@@ -541,7 +518,7 @@ describe('the image built by daemonset/Dockerfile', () => {
     assert.ok(runtime.runs.some((r) => r.includes(`ln -s ${runtime.entrypoint![1]} /usr/local/bin/nodemesh`)), '`nodemesh` on PATH for kubectl exec');
   });
 
-  it('runs the subcommands and flags the manifests pass (or the ones listed as pending)', () => {
+  it('runs the subcommands and flags the manifests pass', () => {
     const commands = new Set([...nodemesh('--help').matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1]!));
     const flagsOf = new Map<string, Map<string, boolean>>();
     const known = (cmd: string) => {
@@ -553,13 +530,8 @@ describe('the image built by daemonset/Dockerfile', () => {
     };
     for (const c of containers().filter((c) => c.image === 'nodemesh' && !c.command)) {
       const [cmd, ...args] = c.args as string[];
-      const pending = PENDING_COMMANDS[cmd!];
-      assert.ok(commands.has(cmd!) !== (pending !== undefined), `${c.name}: ${cmd} is ${pending ? 'now a command: take it off PENDING_COMMANDS' : 'not a nodemesh command'}`);
-      const flags = new Map(pending ? pending.map((f) => [f, true]) : known(cmd!));
-      for (const f of PENDING_FLAGS[cmd!] ?? []) {
-        assert.ok(!flags.has(f), `${cmd} ${f} exists now: take it off PENDING_FLAGS`);
-        flags.set(f, true);
-      }
+      assert.ok(commands.has(cmd!), `${c.name}: ${cmd} is not a nodemesh command`);
+      const flags = known(cmd!);
       for (let i = 0; i < args.length; i++) {
         const takesValue = flags.get(args[i]!);
         assert.ok(takesValue !== undefined, `${c.name}: nodemesh ${cmd} has no flag ${args[i]}`);

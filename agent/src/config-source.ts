@@ -16,7 +16,16 @@ import type { MeshState } from './state/model.js';
 
 export type SourceSettings =
   | { kind: 'file'; path: string; caDir: string }
-  | { kind: 'controller'; address: string; serverName: string; rootFile: string; tokenFile: string; stateDir: string };
+  | {
+      kind: 'controller';
+      address: string;
+      serverName: string;
+      rootFile: string;
+      tokenFile: string;
+      stateDir: string;
+      /** The kubelet's --cgroup-root ("/" by default): it names the pods' cgroups. */
+      kubeletCgroupRoot: string;
+    };
 
 export interface ConfigSource {
   /** For status: the file, or the controller's address. */
@@ -78,7 +87,7 @@ function controllerSource(settings: Extract<SourceSettings, { kind: 'controller'
       // Re-read at every connect: the kubelet rotates projected tokens.
       token: () => readRequired(settings.tokenFile, '--token-file', 'the projected service-account token (audience nodemesh)').trim(),
     },
-    applyOptions: { podCgroup: (pod) => podCgroupPath(deps.cgroupRoot, pod) },
+    applyOptions: { podCgroup: (pod) => podCgroupPath(deps.cgroupRoot, pod, { prefix: settings.kubeletCgroupRoot }) },
   });
   return {
     description: `controller ${settings.address}`,

@@ -6,6 +6,7 @@ import { parseAddress } from '../admin/client.js';
 import { isIP } from 'node:net';
 import { startAgent, type AgentSettings } from '../app.js';
 import type { SourceSettings } from '../config-source.js';
+import { parseKubeletCgroupRoot } from '../redirect/kubelet-cgroups.js';
 import { NodemeshError } from '../errors.js';
 import { Redirect, findCgroup2Mount } from '../redirect/index.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
@@ -21,6 +22,7 @@ interface AgentFlags {
   controllerName?: string;
   tokenFile: string;
   stateDir: string;
+  kubeletCgroupRoot: string;
   node?: string;
   cgroupRoot?: string;
   bpffs?: string;
@@ -47,6 +49,7 @@ export function agentCommand(program: Command): void {
     .option('--controller-ca <file>', 'the mesh root that signed the controller\'s certificate (the nodemesh-ca-root ConfigMap)', '/etc/nodemesh/ca/root-cert.pem')
     .option('--controller-name <dns>', `name the controller's certificate must carry (default: the host of --controller, or ${CONTROLLER_DNS_NAME} for an IP or unix socket)`)
     .option('--token-file <file>', 'projected service-account token the controller authenticates (audience nodemesh)', '/var/run/secrets/nodemesh/token')
+    .option('--kubelet-cgroup-root <path>', "Kubernetes mode: the kubelet's --cgroup-root, which names pod cgroups (/kubelet on kind)", '/')
     .option('--state-dir <dir>', 'Kubernetes mode: where the last accepted configuration and the certificates are kept across restarts', '/var/lib/nodemesh')
     .option('--node <name>', "this node's name (a v1 Node in the configuration)")
     .option('--cgroup-root <dir>', 'cgroup v2 directory whose subtree is captured (default: the cgroup2 mount)')
@@ -147,5 +150,16 @@ function sourceSettings(flags: AgentFlags): SourceSettings {
     rootFile: flags.controllerCa,
     tokenFile: flags.tokenFile,
     stateDir: flags.stateDir,
+    kubeletCgroupRoot: checkKubeletCgroupRoot(flags.kubeletCgroupRoot),
   };
+}
+
+/** Fails at start, with the flag's name, on a value the kubelet could not have been given. */
+function checkKubeletCgroupRoot(value: string): string {
+  try {
+    parseKubeletCgroupRoot(value);
+  } catch (err) {
+    throw new NodemeshError('NM_ERR_CLI_ARGUMENT', `--kubelet-cgroup-root: ${(err as Error).message}`);
+  }
+  return value;
 }
