@@ -20,6 +20,7 @@ export function statusCommand(program: Command): void {
       const lines = [
         `node:            ${s.node} (${s.nodeIP ?? 'no InternalIP in config'})`,
         `config:          version ${s.config.version} from ${s.config.source}` +
+          (s.config.connected === undefined ? '' : s.config.connected ? ' (connected)' : ' (not connected: serving the last accepted configuration)') +
           (s.config.rejections.length ? `, ${s.config.rejections.length} rejected` : ''),
         `trust domain:    ${s.trustDomain}`,
         `listeners:       outbound ${s.listeners.outbound}, hbone ${s.listeners.hbone}, metrics ${s.listeners.metrics}`,
