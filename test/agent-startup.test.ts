@@ -78,6 +78,13 @@ describe('agent start-up checks', { skip: isRoot ? false : 'needs root: the chec
     assert.match(admin.stderr.toString(), /--admin must be HOST:PORT/);
     const config = spawnSync(process.execPath, [CLI, 'agent', '--node', 'n1'], { timeout: 15_000 });
     assert.equal(config.status, 1);
-    assert.match(config.stderr.toString(), /--config FILE is required/);
+    assert.match(config.stderr.toString(), /give one of --config FILE \(standalone mode\) or --controller ADDR \(Kubernetes mode\)/);
+    const both = spawnSync(process.execPath, [CLI, 'agent', '--node', 'n1', '--config', 'x', '--controller', 'c:15012'], { timeout: 15_000 });
+    assert.match(both.stderr.toString(), /give one of --config/);
+    const cgroupRoot = spawnSync(process.execPath, [CLI, 'agent', '--node', 'n1', '--controller', 'c:15012', '--kubelet-cgroup-root', '/a/../b'], { timeout: 15_000 });
+    assert.match(cgroupRoot.stderr.toString(), /--kubelet-cgroup-root: kubelet cgroup root "\/a\/..\/b" must be/);
+    const controller = spawnSync(process.execPath, [CLI, 'controller', '--listen', 'nowhere'], { timeout: 15_000 });
+    assert.equal(controller.status, 1);
+    assert.match(controller.stderr.toString(), /--listen must be HOST:PORT/);
   });
 });
