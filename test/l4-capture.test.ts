@@ -132,13 +132,15 @@ describe('eBPF capture and the L4 node proxy', { skip: isRoot ? false : 'needs r
     assert.ok((row.packetsSent ?? 0) > 0 && (row.packetsReceived ?? 0) > 0);
   });
 
-  it('leaves alone pods of namespaces without the label, the host, and non-mesh destinations', async () => {
+  it('captures no connection of pods outside the mesh or of the host; their plaintext to a mesh pod goes through its proxy', async () => {
     const tbd = tb as Testbed;
     const web1 = `http://${tbd.podIP('web-1')}:8080/`;
-    // Un-enrolled pod to a mesh pod: direct, the server sees the pod's own address.
+    // Un-enrolled pod to a mesh pod (PERMISSIVE, the default): not captured at its source; the
+    // destination's proxy takes it through its plaintext listener and dials the pod from the
+    // node's address, as for mesh traffic.
     const plain = await curl('plain', web1);
     assert.equal(plain.code, 0, plain.stderr);
-    assert.equal(plain.body?.peer.split(':')[0], tbd.podIP('plain'));
+    assert.equal(plain.body?.peer.split(':')[0], tbd.nodeIP('n1'));
     // Un-enrolled pod to a VIP: nobody redirects it, so nothing serves it (no kube-proxy here).
     const vip = await curl('plain', 'http://10.96.0.10/');
     assert.notEqual(vip.code, 0);
@@ -150,9 +152,15 @@ describe('eBPF capture and the L4 node proxy', { skip: isRoot ? false : 'needs r
     const host = await tbd.exec({ node: 'n1' }, ['curl', '-sS', '--max-time', '5', web1]);
     assert.equal(host.code, 0, host.stderr);
     const rows = await flows('n1');
-    assert.equal(rows.filter((f) => f.source.ip === tbd.podIP('plain')).length, 0, 'flow from the un-enrolled pod');
+    assert.equal(rows.filter((f) => f.direction === 'outbound' && f.source.ip === tbd.podIP('plain')).length, 0, 'captured from the un-enrolled pod');
     assert.equal(rows.filter((f) => f.destination.ip === tbd.podIP('plain')).length, 0, 'flow to a non-mesh pod');
-    assert.equal(rows.filter((f) => f.destination.ip === tbd.podIP('web-1')).length, 0, 'flow from the host');
+    assert.equal(rows.filter((f) => f.direction === 'outbound' && f.destination.ip === tbd.podIP('web-1')).length, 0, 'captured from the host');
+    const plaintext = rows.filter((f) => f.direction === 'inbound' && f.destination.ip === tbd.podIP('web-1'));
+    assert.deepEqual(
+      plaintext.map((f) => [f.source.ip === tbd.podIP('plain') ? 'plain' : 'host', f.security]).sort(),
+      [['host', 'none'], ['plain', 'none']],
+      JSON.stringify(plaintext),
+    );
   });
 
   it('resets at once a connection to a Service that has no endpoint', async () => {

@@ -146,8 +146,10 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
     const identities = async () => agent('n1').json<IdentityStatus[]>(['certs']);
     const first = await identities();
     const client = first.find((c) => c.identity === 'spiffe://cluster.local/ns/shop/sa/client');
-    assert.equal(client?.state, 'valid');
-    assert.ok(first.some((c) => c.identity === 'spiffe://cluster.local/ns/shop/sa/web' && c.state === 'valid'));
+    // With an 8 s lifetime a renewal is often under way: 'renewing' also holds a valid certificate.
+    const holds = (state: string | undefined) => state === 'valid' || state === 'renewing';
+    assert.ok(holds(client?.state), client?.state);
+    assert.ok(first.some((c) => c.identity === 'spiffe://cluster.local/ns/shop/sa/web' && holds(c.state)));
     assert.ok(first.some((c) => c.identity === 'spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-agent'));
     assert.equal(first.some((c) => c.identity.includes('/ns/legacy/')), false, 'no identity for an un-enrolled pod');
     const lifetime = (Date.parse(String(client?.notAfter)) - Date.parse(String(client?.notBefore))) / 1000;

@@ -144,6 +144,36 @@ describe('UpstreamPool HTTP/1.1', () => {
     assert.deepEqual(pool.size, { h1: 1, h2: 0 });
   });
 
+  it('does not reuse a connection the upstream closed while idle, even over a half-open tunnel', { timeout: 5000 }, async () => {
+    // Through an HBONE tunnel the pod's FIN arrives as the end of the stream's readable side,
+    // and nothing answers what is written after it: a server that half-closes after its first
+    // answer and then stays silent shows the same.
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        const path = chunk.toString().split(' ')[1] ?? '';
+        const body = `hello ${path}`;
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nconnection: keep-alive\r\n\r\n${body}`);
+        setTimeout(() => socket.end(), 100);
+      });
+    });
+    const port = await listen(server);
+    cleanups.push(() => void server.close());
+    let dials = 0;
+    const dial: Dial = async () => {
+      dials += 1;
+      const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      await once(socket, 'connect');
+      return socket;
+    };
+    const pool = newPool();
+    for (const path of ['/a', '/b']) {
+      const response = await pool.send('h1', 'client|web-1', dial, request({ path }), LIMITS).response;
+      assert.equal(await text(response), `hello ${path}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    assert.equal(dials, 2, 'a new connection after the idle one was ended by the server');
+  });
+
   it('streams a request body and returns response headers without hop-by-hop ones', async () => {
     const { port } = await h1Server((req, res) => {
       const chunks: Buffer[] = [];

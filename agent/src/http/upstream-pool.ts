@@ -158,7 +158,13 @@ export class UpstreamPool {
     // Node's Agent takes an asynchronous connection factory through the callback form.
     (agent as unknown as { createConnection: unknown }).createConnection = (_opts: unknown, done: (err: Error | null, s?: Duplex) => void) => {
       dial().then(
-        (stream) => done(null, socketLike(stream)),
+        (stream) => {
+          // As a TCP socket without allowHalfOpen: the upstream's FIN (a pod closing an idle
+          // keep-alive connection) ends our side too, so the Agent drops the connection
+          // instead of handing a half-closed tunnel to the next request.
+          stream.once('end', () => stream.end());
+          done(null, socketLike(stream));
+        },
         (err: unknown) => done(asUpstreamError(err)),
       );
       return undefined;
