@@ -2,6 +2,7 @@
 // Flags are read here, once, into a frozen settings object; a bad value fails with its name.
 import type { Command } from 'commander';
 import { pino } from 'pino';
+import { stopOnSignals } from './signals.js';
 import { parseAddress } from '../admin/client.js';
 import { isIP } from 'node:net';
 import { startAgent, type AgentSettings } from '../app.js';
@@ -75,12 +76,7 @@ export function agentCommand(program: Command): void {
       const settings = readSettings(flags);
       const log = pino({ level: settings.logLevel, base: { node: settings.node } });
       const agent = await startAgent(settings, log);
-      const stop = (signal: string) => {
-        log.info({ signal }, 'stopping: draining connections');
-        void agent.stop().then(() => process.exit(0));
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+      stopOnSignals(log, 'stopping: draining connections', () => agent.stop());
     });
 }
 

@@ -2,6 +2,7 @@
 // Flags are read here, once, into a frozen settings object; a bad value fails with its name.
 import type { Command } from 'commander';
 import { pino } from 'pino';
+import { stopOnSignals } from './signals.js';
 import { parseAddress } from '../admin/client.js';
 import { startController, type ControllerSettings } from '../controller-app.js';
 import { NodemeshError } from '../errors.js';
@@ -39,12 +40,7 @@ export function controllerCommand(program: Command): void {
       const settings = readSettings(flags);
       const log = pino({ level: settings.logLevel, base: { component: 'controller' } });
       const controller = await startController(settings, log);
-      const stop = (signal: string) => {
-        log.info({ signal }, 'stopping');
-        void controller.stop().then(() => process.exit(0));
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+      stopOnSignals(log, 'stopping', () => controller.stop());
     });
 }
 
