@@ -115,8 +115,10 @@ describe('nodeView', () => {
     assert.deepEqual(remote!.status, { podIP: '10.244.1.5', conditions: [{ type: 'Ready', status: 'True' }] });
   });
 
-  it('leaves out pods that ended or have no IP yet', () => {
-    const objects = [pod('done', 'node-1', { phase: 'Succeeded' }), pod('failed', 'node-1', { phase: 'Failed' }), pod('pending', 'node-1', { podIP: '' }), pod('up', 'node-1')];
+  it('leaves out pods that ended, have no IP yet, or use the host network', () => {
+    const host = pod('agent', 'node-1');
+    (host.spec as Record<string, unknown>).hostNetwork = true;
+    const objects = [pod('done', 'node-1', { phase: 'Succeeded' }), pod('failed', 'node-1', { phase: 'Failed' }), pod('pending', 'node-1', { podIP: '' }), host, pod('up', 'node-1')];
     assert.deepEqual(nodeView(objects, 'node-1').resources.map((r) => r.name), ['up']);
   });
 

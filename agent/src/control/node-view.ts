@@ -42,7 +42,7 @@ export function nodeView(objects: readonly KubeObject[], node: string): NodeView
   return { resources: reduced.map((r) => r.resource), hash: hash.digest('hex') };
 }
 
-/** null when the object is not for agents: a kind outside the watched set (never a Secret), a pod that has ended or has no IP yet. */
+/** null when the object is not for agents: a kind outside the watched set (never a Secret), a pod that has ended, has no IP yet or uses the host network. */
 function reduce(o: KubeObject, local: boolean): Reduced | null {
   const rank = RANK.get(`${o.apiVersion} ${o.kind}`);
   if (rank === undefined) return null;
@@ -68,6 +68,9 @@ function reducePod(o: KubeObject, local: boolean): Json | undefined {
   const spec = (o.spec ?? {}) as Json;
   const status = (o.status ?? {}) as Json;
   if (status.phase === 'Succeeded' || status.phase === 'Failed' || !status.podIP) return undefined;
+  // A host-network pod has the node's address: it is no workload of its own to capture or
+  // reach (ztunnel skips them too), and would make the node's IP look like that pod's.
+  if (spec.hostNetwork === true) return undefined;
   const metaFields = local ? ['name', 'namespace', 'uid', 'labels', 'annotations', 'creationTimestamp'] : ['name', 'namespace', 'uid', 'labels', 'creationTimestamp'];
   const containers = Array.isArray(spec.containers) ? spec.containers.map((c) => pick(c as Json, ['name', 'ports'])) : undefined;
   const conditions = Array.isArray(status.conditions) ? status.conditions.map((c) => pick(c as Json, ['type', 'status'])) : undefined;
