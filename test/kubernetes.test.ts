@@ -51,6 +51,23 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
     for (let i = 0; i < n; i++) seen.add(await curl('http://10.96.0.10/'));
     return [...seen].sort();
   };
+  /** Waits until requests to the Service reach exactly `expected`; the error shows what they reached last. */
+  const servedBy = async (what: string, expected: string[], n: number, timeoutMs: number) => {
+    let last: string[] = [];
+    try {
+      await agent('n1').until(what, async () => ((last = await pods(n)).join() === expected.join() ? true : undefined), timeoutMs);
+    } catch (err) {
+      const versions = agent('n1')
+        .output.split('\n')
+        .filter((l) => l.includes(APPLIED))
+        .slice(-3)
+        .map((l) => (JSON.parse(l) as { version: number }).version);
+      throw new Error(
+        `${(err as Error).message}; last served by ${JSON.stringify(last)}; n1 applied versions ${versions.join(', ')}; open watches ${api.openWatches}; controller:\n${controllerLog.split('\n').slice(-8).join('\n')}`,
+        { cause: err },
+      );
+    }
+  };
 
   /**
    * Makes a change in the API and returns how long until `node`'s agent had applied a
@@ -240,10 +257,12 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
     api.dropWatches();
     api.update({ ...web2, metadata: { ...(web2.metadata as object), labels: { app: 'parked' } } } as never);
     api.compact();
-    await agent('n1').until('web-2 out of the Service', async () => ((await pods(8)).join() === 'web-1' ? true : undefined), 15_000);
+    await servedBy('web-2 out of the Service', ['web-1'], 8, 15_000);
     assert.ok(api.listRequests('/api/v1/pods') > lists, 'the pod informer relisted');
+    // Every informer is watching again before the next change.
+    await agent('n1').until('the watches to reopen', async () => (api.openWatches === 11 ? true : undefined), 10_000);
     api.update(web2 as never);
-    await agent('n1').until('web-2 back', async () => ((await pods(12)).join() === 'web-1,web-2' ? true : undefined), 5000);
+    await servedBy('web-2 back', ['web-1', 'web-2'], 12, 10_000);
   });
 
   it("an agent cannot get another node's view, nor a certificate for an identity with no pod on its node", async () => {
@@ -283,9 +302,9 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
     const web1 = tb.kubeObjects({ cgroupAnnotations: false }).find((o) => (o as { metadata: { name: string } }).metadata.name === 'web-1') as Doc;
     api.update({ ...web1, metadata: { ...(web1.metadata as object), labels: { app: 'parked' } } } as never);
     await startController();
-    await agent('n1').until('resync after the controller is back', async () => ((await pods(8)).join() === 'web-2' ? true : undefined), 15_000);
+    await servedBy('resync after the controller is back', ['web-2'], 8, 15_000);
     api.update(web1 as never);
-    await agent('n1').until('web-1 back', async () => ((await pods(12)).join() === 'web-1,web-2' ? true : undefined), 5000);
+    await servedBy('web-1 back', ['web-1', 'web-2'], 12, 10_000);
   });
 
   const readRoot = () => api.get({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'nodemesh-ca-root', namespace: 'nodemesh-system' } }).data['root-cert.pem'] as string;
