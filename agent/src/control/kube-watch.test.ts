@@ -121,7 +121,7 @@ describe('KubeWatch against the API server double', () => {
     await waitFor('every watch open', () => srv.openWatches === 11);
     const before = JSON.stringify(watch.objects());
     srv.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'shop' } });
-    assert.equal(srv.bookmark({ all: true }), 11);
+    assert.equal(srv.bookmark(), 11, 'every watch asked for bookmarks');
     await sleep(100);
     assert.equal(JSON.stringify(watch.objects()), before);
     assert.equal(changes, 0);
@@ -131,6 +131,30 @@ describe('KubeWatch against the API server double', () => {
     srv.create(pod('after-bookmark'));
     await waitFor('pod created after the bookmark', () => find('Pod', 'after-bookmark') !== undefined);
     assert.equal(srv.listRequests('/api/v1/pods'), lists);
+  });
+
+  it('asks the server to end each watch after 5 to 10 minutes, as client-go does', async () => {
+    await watch.start();
+    await waitFor('every watch open', () => srv.openWatches === 11);
+    const { timeoutSeconds } = srv.watchParameters();
+    assert.equal(timeoutSeconds.length, 11);
+    assert.ok(timeoutSeconds.every((t) => t >= 300 && t < 600), String(timeoutSeconds));
+  });
+
+  it('replaces a watch that went silent on a dead connection: the change made meanwhile arrives, without a relist', async () => {
+    const quick = new KubeWatch({ kubeConfig: srv.kubeConfig(), log: logs.log, onChange: () => {}, watchTimeoutSeconds: 1 });
+    try {
+      await quick.start();
+      await waitFor('every watch open', () => srv.openWatches === 11);
+      const lists = srv.listRequests('/api/v1/pods');
+      srv.stallWatches();
+      srv.update(pod('web-1', { app: 'web', during: 'stall' }));
+      await waitFor('the change after the stalled watch was cut', () => (quick.objects().find((o) => o.metadata.name === 'web-1')?.metadata.labels as Record<string, string>)?.during === 'stall', 4000);
+      assert.ok(logs.lines.some((l) => l.level === 40 && /outlived its timeout/.test(String(l.msg))), 'the cut watch is logged');
+      assert.equal(srv.listRequests('/api/v1/pods'), lists);
+    } finally {
+      quick.stop();
+    }
   });
 
   it('restarts an informer whose watch request fails, with backoff', async () => {

@@ -28,6 +28,11 @@ interface Watcher {
   namespace: string | undefined;
   bookmarks: boolean;
   res: ServerResponse;
+  /** timeoutSeconds asked (0: none); the server ends the watch then. */
+  timeoutSeconds: number;
+  timer: NodeJS.Timeout | undefined;
+  /** Open, but nothing reaches the client any more (a connection dead without a FIN). */
+  stalled: boolean;
 }
 
 const TOKEN_REVIEWS = '/apis/authentication.k8s.io/v1/tokenreviews';
@@ -125,12 +130,30 @@ export class KubeApiServer {
     return n;
   }
 
+  /**
+   * Leaves every open watch open but silent, its server-side timeout included: what a client
+   * sees when the connection died without a FIN or RST (a node or middlebox gone).
+   */
+  stallWatches(): number {
+    for (const w of this.#watchers) {
+      w.stalled = true;
+      clearTimeout(w.timer);
+    }
+    return this.#watchers.size;
+  }
+
+  /** The timeoutSeconds of the open watches that asked for one, and how many asked for bookmarks. */
+  watchParameters(): { timeoutSeconds: number[]; bookmarks: number } {
+    const open = [...this.#watchers];
+    return { timeoutSeconds: open.filter((w) => w.timeoutSeconds > 0).map((w) => w.timeoutSeconds), bookmarks: open.filter((w) => w.bookmarks).length };
+  }
+
   /** Forgets every past event: a watch resuming from before now gets 410 Expired. */
   compact(): void {
     this.#store.compact();
   }
 
-  /** Sends a BOOKMARK now to watches that allowed them, or to every watch with `all` (client-node 1.4 never asks but handles them). */
+  /** Sends a BOOKMARK now to watches that allowed them, or to every watch with `all` (a client that never asks must still cope). */
   bookmark(opts: { all?: boolean } = {}): number {
     return this.#bookmark(opts.all ?? false);
   }
@@ -242,13 +265,13 @@ export class KubeApiServer {
       res.end(`${JSON.stringify({ type: 'ERROR', object: status })}\n`);
       return;
     }
-    const watcher: Watcher = { resource: r, namespace, bookmarks: query.get('allowWatchBookmarks') === 'true', res };
+    const timeoutSeconds = Math.max(0, Number(query.get('timeoutSeconds')) || 0);
+    const watcher: Watcher = { resource: r, namespace, bookmarks: query.get('allowWatchBookmarks') === 'true', res, timeoutSeconds, timer: undefined, stalled: false };
     for (const e of events) res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
     this.#watchers.add(watcher);
-    const timeout = Number(query.get('timeoutSeconds'));
-    const timer = timeout > 0 ? setTimeout(() => this.#endWatch(watcher, true), timeout * 1000) : undefined;
+    if (timeoutSeconds > 0) watcher.timer = setTimeout(() => this.#endWatch(watcher, true), timeoutSeconds * 1000);
     res.on('close', () => {
-      clearTimeout(timer);
+      clearTimeout(watcher.timer);
       this.#watchers.delete(watcher);
     });
   }
@@ -256,14 +279,14 @@ export class KubeApiServer {
   #broadcast(e: StoreEvent): void {
     const line = `${JSON.stringify({ type: e.type, object: e.object })}\n`;
     for (const w of this.#watchers) {
-      if (w.resource === e.resource && (w.namespace === undefined || w.namespace === e.object.metadata.namespace) && !w.res.destroyed) w.res.write(line);
+      if (w.resource === e.resource && (w.namespace === undefined || w.namespace === e.object.metadata.namespace) && !w.stalled && !w.res.destroyed) w.res.write(line);
     }
   }
 
   #bookmark(all: boolean): number {
     let sent = 0;
     for (const w of this.#watchers) {
-      if ((!w.bookmarks && !all) || w.res.destroyed) continue;
+      if ((!w.bookmarks && !all) || w.stalled || w.res.destroyed) continue;
       const object = { kind: w.resource.kind, apiVersion: apiVersionOf(w.resource), metadata: { resourceVersion: String(this.#store.resourceVersion) } };
       w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object })}\n`);
       sent++;
