@@ -63,7 +63,7 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
         .slice(-3)
         .map((l) => (JSON.parse(l) as { version: number }).version);
       throw new Error(
-        `${(err as Error).message}; last served by ${JSON.stringify(last)}; n1 applied versions ${versions.join(', ')}; open watches ${api.openWatches}; controller:\n${controllerLog.split('\n').slice(-8).join('\n')}`,
+        `${(err as Error).message}; last served by ${JSON.stringify(last)}; n1 applied versions ${versions.join(', ')}; open watches ${api.openWatches}; controller:\n${controllerLog.split('\n').slice(-16).join('\n')}`,
         { cause: err },
       );
     }

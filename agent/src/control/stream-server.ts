@@ -195,7 +195,7 @@ export class ConfigStreamServer {
 
   #send(stream: AgentStream, version: number, view: NodeView): void {
     stream.versionSent = version;
-    this.#opts.log.debug({ node: stream.node, peer: stream.peer, version, resources: view.resources.length }, 'snapshot sent');
+    this.#opts.log.info({ node: stream.node, peer: stream.peer, version, resources: view.resources.length }, `snapshot ${version} sent to the agent of node ${stream.node}`);
     if (stream.call.write({ version, resources: view.resources as ViewResource[] })) return;
     stream.blocked = true;
     stream.call.once('drain', () => {
