@@ -8,6 +8,7 @@ import { loadKubeConfig, tokenReviewer } from './control/kube-client.js';
 import type { KubeObject } from './control/kube-kinds.js';
 import { KubeWatch } from './control/kube-watch.js';
 import { nodeView } from './control/node-view.js';
+import { renewAtHalfLife } from './control/serving-certificate.js';
 import { ConfigStreamServer } from './control/stream-server.js';
 import { NodemeshError } from './errors.js';
 import { nodeMayHold } from './identity/authz-rule.js';
@@ -38,7 +39,8 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-const SERVING_CERT_SECONDS = 365 * 86400;
+/** The controller's own certificate for agents: 30 days, renewed at half life while it runs. */
+const SERVING_CERT_SECONDS = 30 * 86400;
 
 export async function startController(settings: Readonly<ControllerSettings>, log: Logger): Promise<RunningController> {
   const kubeConfig = loadKubeConfig(settings.kubeconfig);
@@ -61,9 +63,13 @@ export async function startController(settings: Readonly<ControllerSettings>, lo
       server.refresh();
     },
   });
-  const serving = ca.issueServing(settings.dnsNames, SERVING_CERT_SECONDS);
+  const servingPair = () => {
+    const serving = ca.issueServing(settings.dnsNames, SERVING_CERT_SECONDS);
+    return { key: serving.key, cert: serving.certChainPem, notAfter: serving.notAfter };
+  };
+  const first = servingPair();
   const server = new ConfigStreamServer({
-    credentials: { key: serving.key, cert: serving.certChainPem, ca: ca.rootPem },
+    credentials: first,
     authenticate: tokenReviewer({
       kubeConfig,
       audience: settings.audience,
@@ -91,14 +97,22 @@ export async function startController(settings: Readonly<ControllerSettings>, lo
     },
   });
   await server.listen(settings.listen);
+  const renewal = renewAtHalfLife(first.notAfter, () => {
+    const next = servingPair();
+    server.replaceServingCertificate(next);
+    log.info({ notAfter: next.notAfter.toISOString(), dnsNames: settings.dnsNames }, 'controller serving certificate renewed');
+    return next.notAfter;
+  });
   await health.listen(settings.health);
   log.info({ listen: settings.listen, health: `${settings.health.host}:${settings.health.port}`, trustDomain: settings.trustDomain }, 'controller ready');
   return {
     stop: async () => {
       watch.stop();
+      renewal.stop();
       await Promise.all([server.close(), health.close()]);
     },
   };
 }
 
 const originOf = (o: KubeObject): string => `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`;
+

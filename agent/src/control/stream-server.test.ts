@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import { describe, it, type TestContext } from 'node:test';
 import { nodeMayHold } from '../identity/authz-rule.js';
 import { MeshCA } from '../identity/ca.js';
@@ -40,6 +41,17 @@ function agent(
   });
   t.after(() => client.stop());
   return { client, snapshots, lines };
+}
+
+/** The serial of the certificate a new TLS connection to the config server is shown. */
+function servedSerial(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: SERVER_NAME, ca: pki.rootPem, ALPNProtocols: ['h2'] }, () => {
+      resolve(socket.getPeerX509Certificate()!.serialNumber);
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
 }
 
 const messages = (lines: Array<Record<string, unknown>>, re: RegExp) => lines.filter((l) => re.test(String(l['msg'])));
@@ -151,6 +163,26 @@ describe('config stream', () => {
     c.server.refresh();
     await waitFor('the change at both', () => a.snapshots.length === 2 && b.snapshots.length === 2, 1000);
     assert.equal(a.snapshots[1]!.version, b.snapshots[1]!.version);
+  });
+
+  it('renews its serving certificate while serving: new connections get the new one, open streams go on', async (t) => {
+    const c = await controller(t, { views: new Map([['n1', [service('web', 80)]]]) });
+    const a = agent(t, c.server.address!);
+    a.client.start();
+    await waitFor('the first snapshot', () => a.snapshots.length === 1);
+    const presented = () => servedSerial(portOf(c.server.address));
+    assert.equal(await presented(), new X509Certificate(pki.credentials.cert).serialNumber);
+
+    const renewed = pki.issue(2);
+    c.server.replaceServingCertificate(renewed);
+    assert.equal(await presented(), new X509Certificate(renewed.cert).serialNumber);
+    c.views.set('n1', [service('web', 81)]);
+    c.server.refresh();
+    await waitFor('the change on the stream opened before the renewal', () => a.snapshots.length === 2, 1000);
+    assert.equal(messages(a.lines, /stream to the controller open/).length, 1, 'the stream was not reopened');
+    const b = agent(t, c.server.address!);
+    b.client.start();
+    await waitFor('a new agent, verifying the new certificate', () => b.snapshots.length === 1);
   });
 
   it('reconnects after the controller restarts on the same port and resyncs', async (t) => {

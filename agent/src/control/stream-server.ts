@@ -16,6 +16,7 @@ import {
   type ConfigRequest,
   type ConfigSnapshot,
 } from './stream-proto.js';
+import { ServingCertificate, type ServingPair } from './serving-certificate.js';
 import type { ViewResource } from './view-resource.js';
 
 export interface NodeView {
@@ -25,8 +26,8 @@ export interface NodeView {
 }
 
 export interface ConfigStreamServerOptions {
-  /** The server's TLS key and certificate chain (PEM), and the root that issued them. */
-  credentials: { key: string; cert: string; ca: string };
+  /** The server's first TLS key and certificate chain (PEM); replaceServingCertificate() renews them. */
+  credentials: ServingPair;
   /** Checks a service-account token (TokenReview): the node the agent runs on, or why not. */
   authenticate: (token: string) => Promise<{ node: string } | { reason: string }>;
   /** The node's current view; undefined when the controller does not know the node. */
@@ -61,6 +62,7 @@ const fail = (code: grpc.status, details: string): grpc.ServerErrorResponse => O
 export class ConfigStreamServer {
   readonly #opts: ConfigStreamServerOptions;
   readonly #server: grpc.Server;
+  readonly #serving: ServingCertificate;
   readonly #streams = new Set<AgentStream>();
   /** Per node, the version given to its current view hash. */
   readonly #versions = new Map<string, { hash: string; version: number }>();
@@ -68,6 +70,7 @@ export class ConfigStreamServer {
 
   constructor(opts: ConfigStreamServerOptions) {
     this.#opts = opts;
+    this.#serving = new ServingCertificate(opts.credentials);
     // Pings find agents that vanished without closing their connection (node powered off),
     // so that status() does not list them for hours.
     this.#server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
@@ -91,8 +94,7 @@ export class ConfigStreamServer {
    */
   async listen(target: string): Promise<void> {
     if (target.startsWith('unix:')) await removeStaleSocket(target.slice('unix:'.length));
-    const { key, cert, ca } = this.#opts.credentials;
-    const creds = grpc.ServerCredentials.createSsl(Buffer.from(ca), [{ private_key: Buffer.from(key), cert_chain: Buffer.from(cert) }], false);
+    const creds = this.#serving.credentials();
     const bound = await new Promise<number>((resolve, reject) => {
       this.#server.bindAsync(target, creds, (err, p) => (err ? reject(err) : resolve(p)));
     }).catch((err: Error) => {
@@ -104,6 +106,11 @@ export class ConfigStreamServer {
     });
     this.#address = target.startsWith('unix:') ? target : target.replace(/:\d+$/, `:${bound}`);
     this.#opts.log.info({ address: this.#address }, 'controller listening for agents (config stream and certificate signing)');
+  }
+
+  /** New connections get this key and certificate; the open streams go on. */
+  replaceServingCertificate(pair: ServingPair): void {
+    this.#serving.replace(pair);
   }
 
   /** Views may have changed: every connected agent whose view hash changed gets a new snapshot. */

@@ -5,16 +5,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { issueLeaf, makeCa, pemOf, testKey } from '../identity/fixtures.js';
 import type { SignerResult } from '../identity/cert-manager.js';
+import type { ServingPair } from '../control/serving-certificate.js';
 import { ConfigStreamServer } from '../control/stream-server.js';
 import { hashView, type ViewResource } from '../control/view-resource.js';
 
 export const SERVER_NAME = 'nodemesh-controller.test';
 
-/** A root and a controller certificate for SERVER_NAME. */
-export function controllerPki(): { credentials: { key: string; cert: string; ca: string }; rootPem: string } {
+/** A root and a controller certificate for SERVER_NAME; `issue` makes another (its own key, a new serial). */
+export function controllerPki(): { credentials: ServingPair; rootPem: string; issue: (key: number) => ServingPair } {
   const root = makeCa({ cn: 'stream test root', key: testKey(1) });
-  const cert = issueLeaf(root, { dnsNames: [SERVER_NAME], key: testKey(0) });
-  return { credentials: { key: pemOf(testKey(0)), cert, ca: root.certPem }, rootPem: root.certPem };
+  const issue = (key: number): ServingPair => ({ key: pemOf(testKey(key)), cert: issueLeaf(root, { dnsNames: [SERVER_NAME], key: testKey(key) }) });
+  return { credentials: issue(0), rootPem: root.certPem, issue };
 }
 
 /** A resource of a view from a Kubernetes-shaped object. */
@@ -40,7 +41,7 @@ export interface TestController {
 export async function startController(opts: {
   log: Logger;
   port?: number;
-  credentials: { key: string; cert: string; ca: string };
+  credentials: ServingPair;
   views?: Map<string, ViewResource[]>;
   sign?: (node: string, csrPem: string, ttlSeconds: number) => Promise<SignerResult>;
 }): Promise<TestController> {
