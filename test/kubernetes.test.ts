@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { AgentStatus } from '../agent/src/app.js';
+import { WATCHED_KINDS } from '../agent/src/control/kube-kinds.js';
 import { ConfigStreamClient } from '../agent/src/control/stream-client.js';
 import { createCsr } from '../agent/src/identity/x509.js';
 import { KubeApiServer } from '../agent/src/testing/kube-api-server.js';
@@ -260,7 +261,7 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
     await servedBy('web-2 out of the Service', ['web-1'], 8, 15_000);
     assert.ok(api.listRequests('/api/v1/pods') > lists, 'the pod informer relisted');
     // Every informer is watching again before the next change.
-    await agent('n1').until('the watches to reopen', async () => (api.openWatches === 11 ? true : undefined), 10_000);
+    await agent('n1').until('the watches to reopen', async () => (api.openWatches === WATCHED_KINDS.length ? true : undefined), 10_000);
     api.update(web2 as never);
     await servedBy('web-2 back', ['web-1', 'web-2'], 12, 10_000);
   });

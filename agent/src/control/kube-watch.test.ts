@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeApiServer } from '../testing/kube-api-server.js';
 import { memoryLogger } from '../testing/mesh.js';
-import type { KubeObject } from './kube-kinds.js';
+import { WATCHED_KINDS, type KubeObject } from './kube-kinds.js';
 import { KubeWatch } from './kube-watch.js';
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 1000): Promise<void> {
@@ -90,7 +90,7 @@ describe('KubeWatch against the API server double', () => {
     srv.update(pod('web-1', { app: 'web', during: 'outage' }));
     await waitFor('change made while the watch was broken', () => (labelsOf('web-1') as Record<string, string>)?.during === 'outage');
 
-    await waitFor('watches back', () => srv.openWatches === 11);
+    await waitFor('watches back', () => srv.openWatches === WATCHED_KINDS.length);
     srv.dropWatches({ graceful: true });
     srv.create(pod('web-3'));
     await waitFor('change made while the watch was closed', () => find('Pod', 'web-3') !== undefined);
@@ -118,10 +118,10 @@ describe('KubeWatch against the API server double', () => {
 
   it('is not disturbed by bookmarks, and resumes correctly from a bookmark resourceVersion', async () => {
     await watch.start();
-    await waitFor('every watch open', () => srv.openWatches === 11);
+    await waitFor('every watch open', () => srv.openWatches === WATCHED_KINDS.length);
     const before = JSON.stringify(watch.objects());
     srv.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'shop' } });
-    assert.equal(srv.bookmark(), 11, 'every watch asked for bookmarks');
+    assert.equal(srv.bookmark(), WATCHED_KINDS.length, 'every watch asked for bookmarks');
     await sleep(100);
     assert.equal(JSON.stringify(watch.objects()), before);
     assert.equal(changes, 0);
@@ -135,9 +135,9 @@ describe('KubeWatch against the API server double', () => {
 
   it('asks the server to end each watch after 5 to 10 minutes, as client-go does', async () => {
     await watch.start();
-    await waitFor('every watch open', () => srv.openWatches === 11);
+    await waitFor('every watch open', () => srv.openWatches === WATCHED_KINDS.length);
     const { timeoutSeconds } = srv.watchParameters();
-    assert.equal(timeoutSeconds.length, 11);
+    assert.equal(timeoutSeconds.length, WATCHED_KINDS.length);
     assert.ok(timeoutSeconds.every((t) => t >= 300 && t < 600), String(timeoutSeconds));
   });
 
@@ -145,7 +145,7 @@ describe('KubeWatch against the API server double', () => {
     const quick = new KubeWatch({ kubeConfig: srv.kubeConfig(), log: logs.log, onChange: () => {}, watchTimeoutSeconds: 1 });
     try {
       await quick.start();
-      await waitFor('every watch open', () => srv.openWatches === 11);
+      await waitFor('every watch open', () => srv.openWatches === WATCHED_KINDS.length);
       const lists = srv.listRequests('/api/v1/pods');
       srv.stallWatches();
       srv.update(pod('web-1', { app: 'web', during: 'stall' }));
