@@ -76,3 +76,18 @@ it('joins kernel records and proxy decisions by socket cookie; either alone stil
   assert.equal(proxyOnly?.packetsSent, null);
   assert.deepEqual(rows.map((r) => r.source.port), [40003, 40002, 40001], 'newest first');
 });
+
+it('shows the bytes an open proxied connection has moved so far, and its final counts once closed', () => {
+  const table = new FlowTable();
+  let moved = { sent: 0, received: 0 };
+  const flow = table.open({ direction: 'inbound', sourceIP: '10.244.2.9', sourcePort: 0, dstIP: '10.244.1.2', dstPort: 8080, startMs: 1_000, bytesSent: 0, bytesReceived: 0, responseFlags: '-', security: 'mutual_tls' });
+  flow.live = () => moved;
+  moved = { sent: 1200, received: 300 };
+  const [open] = table.rows([], index, 2_000);
+  assert.deepEqual([open?.state, open?.bytesSent, open?.bytesReceived], ['open', 1200, 300]);
+  flow.bytesSent = 1500;
+  flow.bytesReceived = 310;
+  table.close(flow);
+  const [closed] = table.rows([], index, 3_000);
+  assert.deepEqual([closed?.state, closed?.bytesSent, closed?.bytesReceived], ['closed', 1500, 310]);
+});

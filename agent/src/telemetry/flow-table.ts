@@ -167,14 +167,16 @@ function kernelRow(k: FlowRecord, p: ProxyFlow | undefined, index: MeshIndex, no
 }
 
 function proxyRow(p: ProxyFlow, now: number): FlowRow {
+  // An open connection shows the bytes moved so far, as the kernel's rows do.
+  const live = p.endMs === undefined ? p.live?.() : undefined;
   return {
     direction: p.direction,
     source: { pod: p.sourcePod ?? null, ip: p.sourceIP, port: p.sourcePort, ...(p.sourceIdentity ? { identity: p.sourceIdentity } : {}) },
     destination: { ip: p.dstIP, port: p.dstPort, service: p.service ?? null, pod: p.dstPod ?? null },
     endpoint: p.endpoint ?? null,
     protocol: 'tcp',
-    bytesSent: p.bytesSent,
-    bytesReceived: p.bytesReceived,
+    bytesSent: live?.sent ?? p.bytesSent,
+    bytesReceived: live?.received ?? p.bytesReceived,
     packetsSent: null,
     packetsReceived: null,
     state: p.endMs === undefined ? 'open' : 'closed',
