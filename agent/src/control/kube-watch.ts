@@ -236,10 +236,15 @@ class KindWatch {
     if (typeof version === 'string' && version) this.#resourceVersion = version;
   }
 
-  /** Items of a built-in list carry no apiVersion/kind; watch events do. */
+  /**
+   * Items of a built-in list carry no apiVersion/kind; watch events do. managedFields, often
+   * the largest part of an object and read by nothing here, is not kept (as Istio's informers
+   * drop it).
+   */
   #typed(obj: KubeObject): KubeObject {
     obj.apiVersion ??= this.kind.apiVersion;
     obj.kind ??= this.kind.kind;
+    delete obj.metadata.managedFields;
     return obj;
   }
 
