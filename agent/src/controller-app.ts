@@ -7,9 +7,9 @@ import { applyConfig } from './control/apply.js';
 import { loadKubeConfig, tokenReviewer } from './control/kube-client.js';
 import type { KubeObject } from './control/kube-kinds.js';
 import { KubeWatch } from './control/kube-watch.js';
-import { nodeView } from './control/node-view.js';
+import { nodeViews } from './control/node-view.js';
 import { renewAtHalfLife } from './control/serving-certificate.js';
-import { ConfigStreamServer } from './control/stream-server.js';
+import { ConfigStreamServer, type NodeView } from './control/stream-server.js';
 import { NodemeshError } from './errors.js';
 import { nodeMayHold } from './identity/authz-rule.js';
 import { loadOrCreateMeshCA, publishRootCert } from './identity/ca-secret.js';
@@ -49,11 +49,12 @@ export async function startController(settings: Readonly<ControllerSettings>, lo
 
   // The controller validates what it watches as an agent would (node "" holds no pods): the
   // state answers the node-authorization rule; agents validate again and NACK what is bad.
-  let objects: KubeObject[] = [];
   let state: MeshState | null = null;
+  let views: (node: string) => NodeView = nodeViews([]);
   const refreshState = () => {
-    objects = watch.objects();
+    const objects = watch.objects();
     state = applyConfig(state, objects.map((value) => ({ value, origin: originOf(value) })), { node: '' });
+    views = nodeViews(objects);
   };
   const watch = new KubeWatch({
     kubeConfig,
@@ -79,7 +80,7 @@ export async function startController(settings: Readonly<ControllerSettings>, lo
         return pod?.uid === uid ? pod.nodeName : undefined;
       },
     }),
-    viewOf: (node) => (state?.nodes.has(node) ? nodeView(objects, node) : undefined),
+    viewOf: (node) => (state?.nodes.has(node) ? views(node) : undefined),
     sign: async (node, csrPem, ttlSeconds) => {
       if (!state) throw new NodemeshError('NM_ERR_IDENTITY_NOT_AUTHORIZED', 'the controller has not synced with the Kubernetes API yet');
       const current = state;

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { applyConfig } from './apply.js';
 import { lookupKind } from './kinds/index.js';
 import { WATCHED_KINDS, type KubeObject } from './kube-kinds.js';
-import { nodeView } from './node-view.js';
+import { nodeViews } from './node-view.js';
 
 const node = (name: string, ip: string): KubeObject => ({
   apiVersion: 'v1',
@@ -80,11 +80,11 @@ const cluster = (): KubeObject[] => [
   node('node-1', '10.0.0.1'),
 ];
 
-const parsed = (objects: KubeObject[], nodeName: string): Array<Record<string, any>> => nodeView(objects, nodeName).resources.map((r) => JSON.parse(r.json));
+const parsed = (objects: KubeObject[], nodeName: string): Array<Record<string, any>> => nodeViews(objects)(nodeName).resources.map((r) => JSON.parse(r.json));
 
 describe('nodeView', () => {
   it('lists every node, namespace, service, running pod and route, in kind order then namespace and name', () => {
-    const { resources } = nodeView(cluster(), 'node-1');
+    const { resources } = nodeViews(cluster())('node-1');
     assert.deepEqual(
       resources.map((r) => `${r.kind} ${r.namespace}/${r.name}`),
       ['Node /node-1', 'Node /node-2', 'Namespace /shop', 'Service shop/web', 'Pod shop/web-1', 'Pod shop/web-2', 'HTTPRoute shop/web'],
@@ -119,7 +119,7 @@ describe('nodeView', () => {
     const host = pod('agent', 'node-1');
     (host.spec as Record<string, unknown>).hostNetwork = true;
     const objects = [pod('done', 'node-1', { phase: 'Succeeded' }), pod('failed', 'node-1', { phase: 'Failed' }), pod('pending', 'node-1', { podIP: '' }), host, pod('up', 'node-1')];
-    assert.deepEqual(nodeView(objects, 'node-1').resources.map((r) => r.name), ['up']);
+    assert.deepEqual(nodeViews(objects)('node-1').resources.map((r) => r.name), ['up']);
   });
 
   it('reduces a Node to its name, labels and addresses, and drops bookkeeping metadata and status elsewhere', () => {
@@ -140,15 +140,15 @@ describe('nodeView', () => {
     const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'shop' }, data: { password: 'aHVudGVyMg==' } };
     const configMap: KubeObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'shop' }, data: {} };
     const odd: KubeObject = { apiVersion: 'example.com/v1', kind: 'Pod', metadata: { name: 'x', namespace: 'shop' } };
-    assert.deepEqual(nodeView([secret, configMap, odd], 'node-1').resources, []);
+    assert.deepEqual(nodeViews([secret, configMap, odd])('node-1').resources, []);
   });
 
   it('gives the same hash for the same objects in any order and key order', () => {
-    const a = nodeView(cluster(), 'node-1');
+    const a = nodeViews(cluster())('node-1');
     const reordered = cluster()
       .reverse()
       .map((o) => Object.fromEntries(Object.entries(o).reverse()) as KubeObject);
-    const b = nodeView(reordered, 'node-1');
+    const b = nodeViews(reordered)('node-1');
     assert.equal(b.hash, a.hash);
     assert.deepEqual(b.resources, a.resources);
     assert.match(a.hash, /^[0-9a-f]{64}$/);
@@ -157,8 +157,8 @@ describe('nodeView', () => {
   it('changes the hash when a label changes, and only where a change is visible', () => {
     const before = cluster();
     const relabelled = cluster().map((o) => (o.metadata.name === 'web-1' ? pod('web-1', 'node-1', { labels: { app: 'web', version: 'v2' } }) : o));
-    assert.notEqual(nodeView(relabelled, 'node-1').hash, nodeView(before, 'node-1').hash);
-    assert.notEqual(nodeView(relabelled, 'node-2').hash, nodeView(before, 'node-2').hash);
+    assert.notEqual(nodeViews(relabelled)('node-1').hash, nodeViews(before)('node-1').hash);
+    assert.notEqual(nodeViews(relabelled)('node-2').hash, nodeViews(before)('node-2').hash);
 
     // Bookkeeping and a pod's annotations move nothing on other nodes.
     const annotated = cluster().map((o) => {
@@ -168,14 +168,14 @@ describe('nodeView', () => {
       (p.metadata.annotations as Record<string, string>)['example.com/owner'] = 'team-b';
       return p;
     });
-    assert.equal(nodeView(annotated, 'node-2').hash, nodeView(before, 'node-2').hash);
-    assert.notEqual(nodeView(annotated, 'node-1').hash, nodeView(before, 'node-1').hash);
+    assert.equal(nodeViews(annotated)('node-2').hash, nodeViews(before)('node-2').hash);
+    assert.notEqual(nodeViews(annotated)('node-1').hash, nodeViews(before)('node-1').hash);
   });
 
   it('serves only kinds the agent accepts, and a valid cluster passes agent validation whole', () => {
     for (const k of WATCHED_KINDS) assert.ok(lookupKind(k.apiVersion, k.kind), `${k.apiVersion} ${k.kind} is not accepted by agents`);
     for (const nodeName of ['node-1', 'node-2']) {
-      const docs = nodeView(cluster(), nodeName).resources.map((r) => ({ origin: `${r.kind} ${r.name}`, value: JSON.parse(r.json) as unknown }));
+      const docs = nodeViews(cluster())(nodeName).resources.map((r) => ({ origin: `${r.kind} ${r.name}`, value: JSON.parse(r.json) as unknown }));
       const state = applyConfig(null, docs, { node: nodeName, cgroupExists: () => true });
       assert.deepEqual(state.rejections, []);
       assert.equal(state.pods.size, 2);

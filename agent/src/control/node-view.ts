@@ -1,5 +1,5 @@
-// The controller's view for one node: the watched objects reduced to what an agent reads, in a
-// fixed order, with a digest so the config stream sends a node only what changed. Every node
+// The controller's views for the nodes: the watched objects reduced to what an agent reads, in
+// a fixed order, with a digest so the config stream sends a node only what changed. Every node
 // gets every node, namespace, service, running pod and policy (as with Istio's ztunnel, any
 // workload may be a destination). No validation here: agents validate and NACK.
 import { createHash } from 'node:crypto';
@@ -19,27 +19,57 @@ const RANK = new Map(WATCHED_KINDS.map((k, i) => [`${k.apiVersion} ${k.kind}`, i
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 /**
- * Reductions cached per source object and variant (pod on this node or elsewhere): called
- * once per node per change, the work is then a lookup per object. Objects are never
- * modified in place (an informer replaces an object that changes), so the cache stays right.
+ * Reductions cached per source object and variant (a pod seen by its own node, or by the
+ * others). Objects are never modified in place (the watch replaces an object that changes),
+ * so the cache stays right.
  */
 const cache = new WeakMap<KubeObject, { local?: Reduced | null; remote?: Reduced | null }>();
 
-export function nodeView(objects: readonly KubeObject[], node: string): NodeView {
-  const reduced: Reduced[] = [];
-  for (const o of objects) {
-    const local = o.kind === 'Pod' && (o.spec as Json | undefined)?.nodeName === node;
-    const entry = cache.get(o) ?? {};
-    cache.set(o, entry);
-    const variant = local ? 'local' : 'remote';
-    if (entry[variant] === undefined) entry[variant] = reduce(o, local);
-    const r = entry[variant];
-    if (r) reduced.push(r);
+function reduced(o: KubeObject, local: boolean): Reduced | null {
+  const entry = cache.get(o) ?? {};
+  cache.set(o, entry);
+  const variant = local ? 'local' : 'remote';
+  if (entry[variant] === undefined) entry[variant] = reduce(o, local);
+  return entry[variant];
+}
+
+/**
+ * Every node's view of one set of objects. The objects are reduced and sorted once; a node's
+ * view is that shared list with its own pods in their local variant (same place: both
+ * variants sort alike and exist alike), and its hash is the shared list's hash and its local
+ * pods' digests. A node's view thus costs its own pods, and the list only when it is sent.
+ */
+export function nodeViews(objects: readonly KubeObject[]): (node: string) => NodeView {
+  const shared: Array<{ object: KubeObject; r: Reduced }> = [];
+  for (const object of objects) {
+    const r = reduced(object, false);
+    if (r) shared.push({ object, r });
   }
-  reduced.sort((a, b) => a.rank - b.rank || cmp(a.resource.namespace, b.resource.namespace) || cmp(a.resource.name, b.resource.name));
-  const hash = createHash('sha256');
-  for (const r of reduced) hash.update(r.digest);
-  return { resources: reduced.map((r) => r.resource), hash: hash.digest('hex') };
+  shared.sort((a, b) => a.r.rank - b.r.rank || cmp(a.r.resource.namespace, b.r.resource.namespace) || cmp(a.r.resource.name, b.r.resource.name));
+  const sharedHash = createHash('sha256');
+  const podsByNode = new Map<string, number[]>();
+  shared.forEach(({ object, r }, i) => {
+    sharedHash.update(r.digest);
+    const node = object.kind === 'Pod' ? (object.spec as Json | undefined)?.nodeName : undefined;
+    if (typeof node !== 'string') return;
+    const list = podsByNode.get(node);
+    if (list) list.push(i);
+    else podsByNode.set(node, [i]);
+  });
+  const sharedDigest = sharedHash.digest();
+  return (node) => {
+    const mine = (podsByNode.get(node) ?? []).map((i) => ({ i, r: reduced(shared[i]!.object, true)! }));
+    const hash = createHash('sha256').update(sharedDigest);
+    for (const { r } of mine) hash.update(r.digest);
+    return {
+      hash: hash.digest('hex'),
+      get resources(): ViewResource[] {
+        const list = shared.map((e) => e.r.resource);
+        for (const { i, r } of mine) list[i] = r.resource;
+        return list;
+      },
+    };
+  };
 }
 
 /** null when the object is not for agents: a kind outside the watched set (never a Secret), a pod that has ended, has no IP yet or uses the host network. */
