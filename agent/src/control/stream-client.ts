@@ -7,7 +7,8 @@ import { retryBackoffMs } from '../balance/backoff.js';
 import { NodemeshError } from '../errors.js';
 import type { SignerResult } from '../identity/cert-manager.js';
 import type { Rejection } from '../state/model.js';
-import { bearerMetadata, meshControl, statusName, type ConfigRequest, type ConfigSnapshot, type MeshControlClient } from './stream-proto.js';
+import { bearerMetadata, meshControl, statusName, type ConfigRequest, type ConfigSnapshot, type ConfigUpdate, type MeshControlClient } from './stream-proto.js';
+import { resourceIdentity, type ViewResource } from './view-resource.js';
 
 export type { ConfigSnapshot } from './stream-proto.js';
 
@@ -30,7 +31,7 @@ export interface ConfigStreamClientOptions {
   signTimeoutMs?: number;
 }
 
-type ConfigCall = grpc.ClientDuplexStream<ConfigRequest, ConfigSnapshot>;
+type ConfigCall = grpc.ClientDuplexStream<ConfigRequest, ConfigUpdate>;
 
 const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 30_000 };
 
@@ -42,6 +43,9 @@ export class ConfigStreamClient {
   #timer: NodeJS.Timeout | undefined;
   /** The last snapshot version accepted whole; 0 after a NACK, so a reconnect resends it. */
   #held = 0;
+  /** The view as last received, by resource identity, and its version: what an incremental update applies to. */
+  #view = new Map<string, ViewResource>();
+  #viewVersion = 0;
   #failures = 0;
   /** The kind of the last failure, to log a failure once and not at every retry. */
   #problem: string | undefined;
@@ -70,11 +74,17 @@ export class ConfigStreamClient {
     return this.#connected;
   }
 
-  /** `version`: the snapshot version already held (on disk), which the controller need not resend. */
-  start(version = 0): void {
+  /**
+   * `held`: the snapshot already held (on disk) and accepted whole, which the controller need
+   * not resend; its changes may then come as incremental updates.
+   */
+  start(held?: ConfigSnapshot): void {
     if (this.#started) return;
     this.#started = true;
-    this.#held = version;
+    if (held) {
+      this.#held = this.#viewVersion = held.version;
+      this.#view = new Map(held.resources.map((r) => [resourceIdentity(r), r]));
+    }
     this.#connect();
   }
 
@@ -129,8 +139,11 @@ export class ConfigStreamClient {
       this.#opts.log.info(fields, this.#problem === undefined ? 'config stream to the controller open' : 'config stream to the controller restored');
       this.#problem = undefined;
     });
-    call.on('data', (snapshot: ConfigSnapshot) => {
-      if (call === this.#call) this.#answer(call, snapshot);
+    call.on('data', (update: ConfigUpdate) => {
+      if (call !== this.#call) return;
+      const snapshot = this.#merge(update);
+      if (snapshot) this.#answer(call, snapshot);
+      else this.#resync(call, update);
     });
     // Every end is reported by 'status'; 'error' only duplicates it for non-OK codes.
     call.on('error', () => undefined);
@@ -140,7 +153,35 @@ export class ConfigStreamClient {
       this.#connected = false;
       this.#retry(statusName(status.code), `${statusName(status.code)}: ${status.details}`);
     });
+    // The controller's next update applies to what this agent says it holds.
+    this.#viewVersion = this.#held;
     call.write({ node: this.#opts.node, version: this.#held, rejections: [] });
+  }
+
+  /** The whole view the update makes; undefined for an incremental one on another base than the view held. */
+  #merge(update: ConfigUpdate): ConfigSnapshot | undefined {
+    if (update.incremental) {
+      if (update.baseVersion !== this.#viewVersion) return undefined;
+      for (const key of update.removed) this.#view.delete(resourceIdentity(key));
+    } else {
+      this.#view = new Map();
+    }
+    for (const r of update.resources) this.#view.set(resourceIdentity(r), r);
+    this.#viewVersion = update.version;
+    return { version: update.version, resources: [...this.#view.values()] };
+  }
+
+  /** An update this agent cannot apply: reconnect saying it holds nothing, to get the whole view. */
+  #resync(call: ConfigCall, update: ConfigUpdate): void {
+    this.#opts.log.warn(
+      { version: update.version, baseVersion: update.baseVersion, holds: this.#viewVersion },
+      `incremental update ${update.version} applies to version ${update.baseVersion}, not to the ${this.#viewVersion} held; asking for the whole view`,
+    );
+    this.#held = 0;
+    this.#call = undefined;
+    this.#connected = false;
+    call.cancel();
+    this.#connect();
   }
 
   #answer(call: ConfigCall, snapshot: ConfigSnapshot): void {

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { NodemeshError } from '../errors.js';
 import type { Rejection } from '../state/model.js';
-import type { ViewResource } from './view-resource.js';
+import type { ResourceKey, ViewResource } from './view-resource.js';
 
 // tsc does not copy the .proto: from dist/agent/src/control/ the repository root is four
 // levels up, where agent/proto/ sits (the image must ship it there too).
@@ -23,9 +23,17 @@ export interface ConfigRequest {
   rejections: Rejection[];
 }
 
+/** A node's whole view at a version: what the agent applies. */
 export interface ConfigSnapshot {
   version: number;
   resources: ViewResource[];
+}
+
+/** The wire message: a whole view, or (incremental) the changes since baseVersion. */
+export interface ConfigUpdate extends ConfigSnapshot {
+  incremental: boolean;
+  baseVersion: number;
+  removed: ResourceKey[];
 }
 
 export interface CertificateRequest {
@@ -39,7 +47,7 @@ export interface CertificateResponse {
 }
 
 export interface MeshControlClient extends grpc.Client {
-  streamConfig(metadata: grpc.Metadata): grpc.ClientDuplexStream<ConfigRequest, ConfigSnapshot>;
+  streamConfig(metadata: grpc.Metadata): grpc.ClientDuplexStream<ConfigRequest, ConfigUpdate>;
   signCertificate(
     request: CertificateRequest,
     metadata: grpc.Metadata,

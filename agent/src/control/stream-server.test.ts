@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
 import { describe, it, type TestContext } from 'node:test';
 import { nodeMayHold } from '../identity/authz-rule.js';
 import { MeshCA } from '../identity/ca.js';
@@ -9,7 +10,9 @@ import { createCsr, pemCertificates } from '../identity/x509.js';
 import type { Rejection } from '../state/model.js';
 import { memoryLogger } from '../testing/mesh.js';
 import { controllerPki, portOf, SERVER_NAME, service, startController, tokenOf, waitFor, type TestController } from '../testing/stream.js';
+import { ServingCertificate } from './serving-certificate.js';
 import { ConfigStreamClient, type ConfigSnapshot, type ConfigStreamClientOptions } from './stream-client.js';
+import { meshControl, type ConfigRequest, type ConfigUpdate } from './stream-proto.js';
 
 const pki = controllerPki();
 const FAST = { baseMs: 20, maxMs: 100 };
@@ -91,6 +94,61 @@ describe('config stream', () => {
     c.server.refresh();
     await waitFor('the ACK', () => c.server.status()[0]?.versionAcked === snapshots[1]!.version);
     assert.equal(snapshots.length, 2, 'an unchanged view is not resent');
+  });
+
+  it('sends only the changes when they are fewer than the whole view; the agent applies the whole view they make', async (t) => {
+    const before = [service('web', 80), service('a', 80), service('b', 80), service('c', 80)];
+    const c = await controller(t, { views: new Map([['n1', before]]) });
+    const { client, snapshots } = agent(t, c.server.address!);
+    client.start();
+    await waitFor('the first snapshot', () => snapshots.length === 1);
+    c.views.set('n1', [service('web', 8080), service('a', 80), service('b', 80), service('d', 80)]);
+    c.server.refresh();
+    await waitFor('the update', () => snapshots.length === 2);
+    const [sent] = messages(c.lines, /the changes since/);
+    assert.deepEqual([sent?.['changed'], sent?.['removed'], sent?.['baseVersion']], [2, 1, snapshots[0]!.version], 'web changed, d added, c removed');
+    const whole = snapshots[1]!.resources;
+    assert.deepEqual(whole.map((r) => r.name).sort(), ['a', 'b', 'd', 'web']);
+    assert.match(whole.find((r) => r.name === 'web')!.json, /"port":8080/);
+    await waitFor('the ACK', () => c.server.status()[0]?.versionAcked === snapshots[1]!.version);
+
+    // An agent holding the current view (from its disk) gets none, then the changes on top of it.
+    const held = { version: snapshots[1]!.version, resources: whole };
+    const restarted = agent(t, c.server.address!);
+    restarted.client.start(held);
+    await waitFor('the second agent', () => c.server.status().length === 2 && c.server.status().every((s) => s.versionAcked === held.version));
+    assert.equal(restarted.snapshots.length, 0, 'the view held is not resent');
+    c.views.set('n1', [service('web', 8080), service('a', 81), service('b', 80), service('d', 80)]);
+    c.server.refresh();
+    await waitFor('the update on top of the held view', () => restarted.snapshots.length === 1);
+    assert.deepEqual(restarted.snapshots[0]!.resources.map((r) => `${r.name}:${JSON.parse(r.json).spec.ports[0].port}`).sort(), ['a:81', 'b:80', 'd:80', 'web:8080']);
+  });
+
+  it('asks for the whole view again when an incremental update does not apply to the view it holds', async (t) => {
+    const hellos: number[] = [];
+    const server = new grpc.Server();
+    server.addService(meshControl().service, {
+      streamConfig: (call: grpc.ServerDuplexStream<ConfigRequest, ConfigUpdate>) => {
+        call.once('data', (hello: ConfigRequest) => {
+          hellos.push(hello.version);
+          call.sendMetadata(new grpc.Metadata());
+          // The first stream gets changes on a base this agent never had; the next one the whole view.
+          if (hellos.length === 1) call.write({ version: 7, resources: [service('web', 81)], incremental: true, baseVersion: 5, removed: [] });
+          else call.write({ version: 7, resources: [service('web', 81), service('a', 80)], incremental: false, baseVersion: 0, removed: [] });
+        });
+      },
+      signCertificate: () => undefined,
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', new ServingCertificate(pki.credentials).credentials(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    t.after(() => server.forceShutdown());
+    const { client, snapshots, lines } = agent(t, `127.0.0.1:${port}`);
+    client.start({ version: 6, resources: [service('web', 80)] });
+    await waitFor('the whole view', () => snapshots.length === 1);
+    assert.deepEqual(hellos, [6, 0]);
+    assert.deepEqual(snapshots[0]!.resources.map((r) => r.name), ['web', 'a']);
+    assert.match(String(messages(lines, /asking for the whole view/)[0]?.['msg']), /applies to version 5, not to the 6 held/);
   });
 
   it('records a NACK with its rejections in the status and logs each at warn; a later ACK clears it', async (t) => {

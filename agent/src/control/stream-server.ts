@@ -14,10 +14,10 @@ import {
   type CertificateRequest,
   type CertificateResponse,
   type ConfigRequest,
-  type ConfigSnapshot,
+  type ConfigUpdate,
 } from './stream-proto.js';
 import { ServingCertificate, type ServingPair } from './serving-certificate.js';
-import type { ViewResource } from './view-resource.js';
+import { diffResources, type ViewResource } from './view-resource.js';
 
 export interface NodeView {
   resources: readonly ViewResource[];
@@ -49,10 +49,12 @@ export interface AgentStreamStatus {
   nack?: { version: number; rejections: Rejection[] };
 }
 
-type Call = grpc.ServerDuplexStream<ConfigRequest, ConfigSnapshot>;
+type Call = grpc.ServerDuplexStream<ConfigRequest, ConfigUpdate>;
 
 interface AgentStream extends AgentStreamStatus {
   call: Call;
+  /** The view the agent has at versionSent (sent on this stream, or held as it said): the base of an incremental update. */
+  sent?: readonly ViewResource[];
   /** A write is waiting for 'drain': the newest view is sent then, older ones are skipped. */
   blocked: boolean;
 }
@@ -169,6 +171,7 @@ export class ConfigStreamServer {
     const version = this.#versionOf(node, view);
     if (hello.version === version) {
       stream.versionSent = stream.versionAcked = version;
+      stream.sent = view.resources;
       log.debug({ node, peer, version }, 'agent already holds the current view; not resent');
     } else {
       this.#send(stream, version, view);
@@ -200,10 +203,24 @@ export class ConfigStreamServer {
     if (version !== stream.versionSent) this.#send(stream, version, view);
   }
 
+  /** The changes since the view the agent has when they are fewer than the whole view, else the whole view. */
   #send(stream: AgentStream, version: number, view: NodeView): void {
+    const resources = view.resources;
+    const delta = stream.sent && diffResources(stream.sent, resources);
+    const incremental = delta !== undefined && delta.changed.length + delta.removed.length < resources.length;
+    const update: ConfigUpdate = incremental
+      ? { version, resources: delta.changed, incremental, baseVersion: stream.versionSent, removed: delta.removed }
+      : { version, resources: [...resources], incremental, baseVersion: 0, removed: [] };
+    const fields = { node: stream.node, peer: stream.peer, version, resources: resources.length };
+    if (incremental) {
+      const changes = { ...fields, changed: delta.changed.length, removed: delta.removed.length, baseVersion: stream.versionSent };
+      this.#opts.log.info(changes, `snapshot ${version} sent to the agent of node ${stream.node}: the changes since ${stream.versionSent}`);
+    } else {
+      this.#opts.log.info(fields, `snapshot ${version} sent to the agent of node ${stream.node}`);
+    }
     stream.versionSent = version;
-    this.#opts.log.info({ node: stream.node, peer: stream.peer, version, resources: view.resources.length }, `snapshot ${version} sent to the agent of node ${stream.node}`);
-    if (stream.call.write({ version, resources: view.resources as ViewResource[] })) return;
+    stream.sent = resources;
+    if (stream.call.write(update)) return;
     stream.blocked = true;
     stream.call.once('drain', () => {
       stream.blocked = false;

@@ -12,7 +12,7 @@ import type { ConfigDocument } from './config-docs.js';
 import { isObj, type Obj } from './fields.js';
 import { ConfigStreamClient, type ConfigSnapshot, type ConfigStreamClientOptions } from './stream-client.js';
 import { readSnapshot, SNAPSHOT_FILE, writeSnapshot, type SavedSnapshot } from './stream-snapshot.js';
-import { resourceLabel, type ViewResource } from './view-resource.js';
+import { resourceIdentity, resourceLabel, type ViewResource } from './view-resource.js';
 
 export interface StreamSourceOptions {
   /** This agent's node name. */
@@ -27,8 +27,6 @@ export interface StreamSourceOptions {
   applyOptions?: Omit<ApplyOptions, 'node'>;
 }
 
-/** Resources are the same resource across snapshots when kind, namespace and name match. */
-const identity = (r: ViewResource): string => `${r.kind}\u0000${r.namespace}\u0000${r.name}`;
 
 export class StreamSource {
   /** The on-disk snapshot. */
@@ -76,7 +74,8 @@ export class StreamSource {
         'serving from the on-disk snapshot',
       );
       // After a NACK the controller must resend even an unchanged view, to hear the NACK again.
-      this.#client.start(saved.acked ? saved.version : 0);
+      // Accepted whole, the resources in force are the view as received.
+      this.#client.start(saved.acked ? { version: saved.version, resources: saved.resources } : undefined);
       return;
     }
     const { address } = this.#opts.client;
@@ -141,7 +140,7 @@ export class StreamSource {
       if ('error' in read) {
         unreadable.push({ resource: resourceLabel(resource), field: '', reason: `its JSON cannot be used: ${read.error}` });
         // The last good version stays in force, as for a resource that fails validation.
-        const good = this.#inForce.get(identity(resource));
+        const good = this.#inForce.get(resourceIdentity(resource));
         if (good) docs.push({ origin, value: JSON.parse(good.json) as unknown });
         return;
       }
@@ -179,7 +178,7 @@ export class StreamSource {
     const accepted = new Set(parsed.filter((p) => !isRefused(p)).map((p) => p.resource));
     const next = new Map<string, ViewResource>();
     for (const resource of resources) {
-      const key = identity(resource);
+      const key = resourceIdentity(resource);
       const kept = accepted.has(resource) ? resource : this.#inForce.get(key);
       if (kept) next.set(key, kept);
     }
