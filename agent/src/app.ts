@@ -179,6 +179,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   });
   const dialer = new UpstreamDialer({
     hbonePort: settings.hbonePort,
+    connectTimeoutMs: settings.connectTimeoutMs,
     identityOf: (pod) => {
       const spiffe = workloadIdentity(pod, settings.trustDomain);
       return { spiffe, principal: principalOf(parseSpiffeId(spiffe)) };

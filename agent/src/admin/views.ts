@@ -4,6 +4,7 @@ import { workloadIdentity } from '../apply-state.js';
 import { mtlsMode, type EffectiveMtlsMode } from '../policy/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import { serviceEndpoints } from '../state/endpoints.js';
+import { flowEndpoint, type FlowEndpoint } from '../telemetry/flow-table.js';
 import { workloadOf } from '../telemetry/peers.js';
 
 export interface WorkloadView {
@@ -33,7 +34,8 @@ export interface ServiceView {
     port: number;
     targetPort: number | string;
     protocol: string;
-    endpoints: Array<{ pod: string; ip: string; port: number; node: string }>;
+    /** pod and node are null for an external endpoint (an EndpointSlice address outside the mesh). */
+    endpoints: FlowEndpoint[];
   }>;
 }
 
@@ -77,7 +79,7 @@ export function services(view: MeshIndex): ServiceView[] {
         port: p.port,
         targetPort: p.targetPort,
         protocol: p.protocol,
-        endpoints: serviceEndpoints(state, s, p).map((e) => ({ pod: `${e.pod.namespace}/${e.pod.name}`, ip: e.ip, port: e.port, node: e.nodeName })),
+        endpoints: serviceEndpoints(state, s, p).map(flowEndpoint),
       })),
     }))
     .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
@@ -94,6 +96,7 @@ export function configDump(view: MeshIndex, source: string) {
     namespaces: [...state.namespaces.values()],
     pods: [...state.pods.values()],
     services: [...state.services.values()],
+    endpointSlices: [...state.endpointSlices.values()],
     authorizationPolicies: [...state.authorizationPolicies.values()],
     peerAuthentications: [...state.peerAuthentications.values()],
     httpRoutes: [...state.httpRoutes.values()],

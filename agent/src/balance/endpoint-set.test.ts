@@ -5,6 +5,7 @@ import type { OutlierDetectionSettings } from '../state/model.js';
 import { EndpointSet } from './endpoint-set.js';
 
 const ep = (n: number): Endpoint => ({
+  kind: 'pod',
   pod: {
     namespace: 'shop',
     name: `web-${n}`,

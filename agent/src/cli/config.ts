@@ -25,6 +25,7 @@ export function configCommand(program: Command): void {
         ['Namespace', dump.namespaces],
         ['Pod', dump.pods],
         ['Service', dump.services],
+        ['EndpointSlice', dump.endpointSlices],
         ['AuthorizationPolicy', dump.authorizationPolicies],
         ['PeerAuthentication', dump.peerAuthentications],
         ['HTTPRoute', dump.httpRoutes],

@@ -150,11 +150,21 @@ function source(r: FlowRow): Name {
 }
 
 const destination = (r: FlowRow): Name => ({ name: r.destination.service ?? r.destination.pod ?? r.destination.ip, suffix: `:${r.destination.port}` });
-const endpoint = (r: FlowRow): Name => (r.endpoint ? { name: r.endpoint.pod, suffix: `@${r.endpoint.node}` } : { name: '-', suffix: '' });
-/** Inbound with security none came as plaintext (PERMISSIVE, through :15006); an outbound one
- * has simply not reached an upstream. */
+/** A pod and its node, or the address of an external endpoint (outside the mesh). */
+function endpoint(r: FlowRow): Name {
+  if (!r.endpoint) return { name: '-', suffix: '' };
+  return r.endpoint.pod ? { name: r.endpoint.pod, suffix: `@${r.endpoint.node}` } : { name: r.endpoint.ip, suffix: `:${r.endpoint.port}` };
+}
+/** Inbound with security none came as plaintext (PERMISSIVE, through :15006), outbound to an
+ * external endpoint went out as plaintext; any other outbound one has not reached an upstream. */
 const security = (r: FlowRow) =>
-  r.security === 'mutual_tls' ? 'mTLS' : r.security === 'node_local' ? 'local' : r.security === 'none' && r.direction === 'inbound' ? 'plain' : '-';
+  r.security === 'mutual_tls'
+    ? 'mTLS'
+    : r.security === 'node_local'
+      ? 'local'
+      : r.security === 'none' && (r.direction === 'inbound' || (r.endpoint && !r.endpoint.pod))
+        ? 'plain'
+        : '-';
 
 /** The decision, then the deciding policy if it fits in `width`. */
 function policy(r: FlowRow, width: number): string {

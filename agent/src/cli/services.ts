@@ -1,5 +1,6 @@
 // `nodemesh services`: every Service the node knows, one row per port, with the endpoints
-// that port balances over and the node each runs on (like `istioctl ztunnel-config services`).
+// that port balances over and the node each runs on, or the address of an external endpoint
+// (like `istioctl ztunnel-config services`).
 import type { Command } from 'commander';
 import { adminGet, parseAddress } from '../admin/client.js';
 import type { ServiceView } from '../admin/views.js';
@@ -27,11 +28,11 @@ export function servicesCommand(program: Command): void {
           `${s.namespace}/${s.name}`,
           `${s.clusterIP ?? 'None'}:${p.port}`,
           String(p.targetPort),
-          p.endpoints.length === 0 ? 'none' : p.endpoints.map((e) => `${e.pod.slice(e.pod.indexOf('/') + 1)}@${e.node}`).join(', '),
+          p.endpoints.length === 0 ? 'none' : p.endpoints.map((e) => (e.pod ? `${e.pod.slice(e.pod.indexOf('/') + 1)}@${e.node}` : `${e.ip}:${e.port} (external)`)).join(', '),
         ]),
       );
       const c = colours();
       const paint = painter(c, (text, _row, column) => (column === 3 && text === 'none' ? c.red(text) : text));
-      process.stdout.write(`${table(['SERVICE', 'VIP:PORT', 'TARGET', 'ENDPOINTS (pod@node)'], rows, paint)}\n`);
+      process.stdout.write(`${table(['SERVICE', 'VIP:PORT', 'TARGET', 'ENDPOINTS (pod@node, or address)'], rows, paint)}\n`);
     });
 }

@@ -34,6 +34,7 @@ export function applyConfig(
     namespaces: new Map(),
     pods: new Map(),
     services: new Map(),
+    endpointSlices: new Map(),
     authorizationPolicies: new Map(),
     peerAuthentications: new Map(),
     httpRoutes: new Map(),

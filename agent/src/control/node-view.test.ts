@@ -182,4 +182,54 @@ describe('nodeView', () => {
       assert.equal(state.httpRoutes.size, 1);
     }
   });
+
+  const slice = (name: string, labels: Record<string, string>): KubeObject => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name, namespace: 'shop', labels, resourceVersion: '31', generation: 2, ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: 'db', uid: 's' }] },
+    addressType: 'IPv4',
+    endpoints: [
+      {
+        addresses: ['192.0.2.10'],
+        conditions: { ready: true, serving: true, terminating: false },
+        hostname: 'db-0',
+        nodeName: 'node-2',
+        zone: 'eu-1a',
+        hints: { forZones: [{ name: 'eu-1a' }] },
+        targetRef: { kind: 'Pod', name: 'db-0', namespace: 'shop', uid: 'u', resourceVersion: '5' },
+      },
+      { addresses: ['192.0.2.11'] },
+    ],
+    ports: [{ name: 'sql', port: 5432, protocol: 'TCP', appProtocol: 'postgresql' }],
+  });
+
+  it('keeps of an EndpointSlice what agents read, and leaves out the slices the EndpointSlice controller makes for selector Services', () => {
+    const own = slice('db-1', { 'kubernetes.io/service-name': 'db', 'endpointslice.kubernetes.io/managed-by': 'team-db', team: 'db' });
+    const mirrored = slice('legacy-1', { 'kubernetes.io/service-name': 'legacy', 'endpointslice.kubernetes.io/managed-by': 'endpointslicemirroring-controller.k8s.io' });
+    const managed = slice('web-abcde', { 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' });
+    assert.deepEqual(nodeViews([managed, mirrored, own])('node-1').resources.map((r) => r.name), ['db-1', 'legacy-1']);
+    assert.deepEqual(parsed([own], 'node-1')[0], {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'db-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'db' } },
+      addressType: 'IPv4',
+      endpoints: [
+        { addresses: ['192.0.2.10'], conditions: { ready: true }, nodeName: 'node-2', targetRef: { kind: 'Pod', name: 'db-0', namespace: 'shop' } },
+        { addresses: ['192.0.2.11'] },
+      ],
+      ports: [{ name: 'sql', port: 5432, protocol: 'TCP', appProtocol: 'postgresql' }],
+    });
+    // Readiness moves the view; a serving flag, a zone or bookkeeping does not.
+    const withConditions = (conditions: Record<string, boolean>): KubeObject => {
+      const o = slice('db-1', own.metadata.labels as Record<string, string>);
+      (o.endpoints as Array<Record<string, unknown>>)[0]!.conditions = conditions;
+      o.metadata.resourceVersion = '32';
+      return o;
+    };
+    assert.equal(nodeViews([withConditions({ ready: true, serving: false, terminating: true })])('node-1').hash, nodeViews([own])('node-1').hash);
+    assert.notEqual(nodeViews([withConditions({ ready: false })])('node-1').hash, nodeViews([own])('node-1').hash);
+    const state = applyConfig(null, nodeViews([own])('node-1').resources.map((r) => ({ origin: r.name, value: JSON.parse(r.json) as unknown })), { node: 'node-1', cgroupExists: () => true });
+    assert.deepEqual(state.rejections, []);
+    assert.equal(state.endpointSlices.get('shop/db-1')?.endpoints.length, 2);
+  });
 });

@@ -17,6 +17,9 @@ interface Reduced {
 
 const RANK = new Map(WATCHED_KINDS.map((k, i) => [`${k.apiVersion} ${k.kind}`, i]));
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+const SERVICE_NAME = 'kubernetes.io/service-name';
+const MANAGED_BY = 'endpointslice.kubernetes.io/managed-by';
+const ENDPOINTSLICE_CONTROLLER = 'endpointslice-controller.k8s.io';
 
 /**
  * Reductions cached per source object and variant (a pod seen by its own node, or by the
@@ -72,11 +75,11 @@ export function nodeViews(objects: readonly KubeObject[]): (node: string) => Nod
   };
 }
 
-/** null when the object is not for agents: a kind outside the watched set (never a Secret), a pod that has ended, has no IP yet or uses the host network. */
+/** null when the object is not for agents: a kind outside the watched set (never a Secret), a pod that has ended, has no IP yet or uses the host network, a slice of a Service with a selector. */
 function reduce(o: KubeObject, local: boolean): Reduced | null {
   const rank = RANK.get(`${o.apiVersion} ${o.kind}`);
   if (rank === undefined) return null;
-  const body = o.kind === 'Pod' ? reducePod(o, local) : o.kind === 'Node' ? reduceNode(o) : reduceOther(o);
+  const body = o.kind === 'Pod' ? reducePod(o, local) : o.kind === 'Node' ? reduceNode(o) : o.kind === 'EndpointSlice' ? reduceSlice(o) : reduceOther(o);
   if (!body) return null;
   const resource: ViewResource = {
     apiVersion: o.apiVersion,
@@ -121,6 +124,39 @@ function reduceNode(o: KubeObject): Json {
     status: pick((o.status ?? {}) as Json, ['addresses']),
   };
 }
+
+/**
+ * A slice keeps its address type, ports, and of each endpoint the addresses, readiness, pod
+ * reference and node. Slices the EndpointSlice controller makes for Services with a selector are
+ * left out: agents take those endpoints from the pods, and such slices change with every pod
+ * readiness change, which would resync every node for nothing. The mirroring controller's
+ * slices (of selector-less Services with hand-made Endpoints) stay.
+ */
+function reduceSlice(o: KubeObject): Json | undefined {
+  const labels = (o.metadata.labels ?? {}) as Record<string, string>;
+  if (labels[MANAGED_BY] === ENDPOINTSLICE_CONTROLLER) return undefined;
+  const endpoints = Array.isArray(o.endpoints)
+    ? o.endpoints.map((e: unknown) => {
+        if (!isJson(e)) return e;
+        const conditions = isJson(e.conditions) ? pick(e.conditions, ['ready']) : e.conditions;
+        const targetRef = isJson(e.targetRef) ? pick(e.targetRef, ['kind', 'name', 'namespace']) : e.targetRef;
+        return pick({ ...e, conditions, targetRef }, ['addresses', 'conditions', 'targetRef', 'nodeName']);
+      })
+    : o.endpoints;
+  return pick(
+    {
+      apiVersion: o.apiVersion,
+      kind: o.kind,
+      metadata: { ...pick(o.metadata, ['name', 'namespace']), ...(SERVICE_NAME in labels ? { labels: { [SERVICE_NAME]: labels[SERVICE_NAME] } } : {}) },
+      addressType: o.addressType,
+      endpoints,
+      ports: o.ports,
+    },
+    ['apiVersion', 'kind', 'metadata', 'addressType', 'endpoints', 'ports'],
+  );
+}
+
+const isJson = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Agents read no status of these kinds, and route status is rewritten by gateway controllers often. */
 function reduceOther(o: KubeObject): Json {

@@ -5,6 +5,7 @@ import {
   objectKey,
   type MeshAuthorizationPolicy,
   type MeshDestinationRule,
+  type MeshEndpointSlice,
   type MeshFaultInjection,
   type MeshLocalRateLimit,
   type MeshRoute,
@@ -22,6 +23,7 @@ export interface Collections {
   namespaces: MeshNamespace;
   pods: MeshPod;
   services: MeshService;
+  endpointSlices: MeshEndpointSlice;
   authorizationPolicies: MeshAuthorizationPolicy;
   peerAuthentications: MeshPeerAuthentication;
   httpRoutes: MeshRoute;

@@ -10,7 +10,7 @@ import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { L7Connection } from '../proxy/outbound.js';
 import { relay, reset } from '../proxy/relay.js';
-import type { UpstreamDialer } from '../proxy/upstream-dial.js';
+import { securityTo, type UpstreamDialer } from '../proxy/upstream-dial.js';
 import type { Endpoint, MeshIndex, ServiceDestination } from '../state/mesh-index.js';
 import { objectKey, type MeshState, type RouteFilter, type RouteRule } from '../state/model.js';
 import { authorizationChanged } from '../policy/index.js';
@@ -23,6 +23,7 @@ import { DEFAULT_RETRY, forward, type LocalReply, type RetryPolicy } from './for
 import { first, forwardHeaders, type HeaderMap } from './headers.js';
 import { grpcTimeoutMs } from './grpc-status.js';
 import { LocalPolicies, type PolicyTarget } from './local-policies.js';
+import { flowEndpoint } from '../telemetry/flow-table.js';
 import type { RequestObserver, RequestRecord } from '../telemetry/request-record.js';
 import type { RequestTracer } from '../telemetry/tracing.js';
 import { RequestBody } from './request-body.js';
@@ -267,8 +268,8 @@ export class L7Proxy {
       conn.flow.responseFlags = result.local.flag;
       return ds.reply(timeout?.aborted ? timedOut() : result.local);
     }
-    conn.flow.endpoint = { ip: result.endpoint.ip, port: result.endpoint.port, pod: objectKey(result.endpoint.pod.namespace, result.endpoint.pod.name), node: result.endpoint.nodeName };
-    conn.flow.security = result.endpoint.nodeName === view.nodeName ? 'node_local' : 'mutual_tls';
+    conn.flow.endpoint = flowEndpoint(result.endpoint);
+    conn.flow.security = securityTo(result.endpoint, view.nodeName);
     let out: HeaderMap = result.response.headers;
     for (const f of filters) if (f.type === 'ResponseHeaderModifier') out = applyHeaderModifier(out, f.modifier);
     const onTimeout = () => ds.abort(timedOut());

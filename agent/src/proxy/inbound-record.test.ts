@@ -195,7 +195,7 @@ ${policies.join('')}`,
     assert.equal(first?.traceparent, TRACEPARENT);
     assert.equal(first?.traceId, TRACEPARENT.split('-')[1]);
     assert.deepEqual(first?.destination.service, { namespace: 'shop', name: 'web', port: 80 });
-    assert.equal(first?.destination.endpoint?.pod.name, 'web-1');
+    assert.equal(first?.destination.endpoint?.kind === 'pod' && first.destination.endpoint.pod.name, 'web-1');
     assert.equal(first?.destination.endpoint?.port, h1Port);
     assert.deepEqual(first?.authorization, { allowed: true, reason: 'no policy applies' });
     assert.ok((first?.durationMs ?? -1) >= 0);

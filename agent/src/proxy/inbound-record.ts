@@ -37,7 +37,7 @@ export function destinationRecord(view: MeshIndex, req: InboundRequest, pod: Mes
     },
     destination: {
       ...(service ? { service: { namespace: service.service.namespace, name: service.service.name, port: service.port.port } } : {}),
-      endpoint: { pod, ip: target.ip, port: target.port, nodeName: pod.nodeName },
+      endpoint: { kind: 'pod', pod, ip: target.ip, port: target.port, nodeName: pod.nodeName },
     },
     // The same-node path hands the source pod over: the kernel vouched for it, not a certificate.
     security: source.pod ? 'node_local' : source.principal ? 'mutual_tls' : 'none',

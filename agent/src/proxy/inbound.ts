@@ -6,7 +6,7 @@
 // the kernel's STRICT check lets through. A connection the source declared HTTP, or one to a
 // port whose policy needs HTTP fields, goes through the L7 filters (inbound-l7.ts), which
 // decide each request and report it as a RequestRecord (reporter 'destination').
-import net from 'node:net';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HttpProtocol } from '../http/detect.js';
@@ -17,6 +17,7 @@ import type { MeshPod } from '../state/model.js';
 import type { RequestObserver } from '../telemetry/request-record.js';
 import { l7Inbound } from './inbound-l7.js';
 import { destinationRecord } from './inbound-record.js';
+import { tcpConnect } from './tcp-connect.js';
 
 export interface InboundRequest {
   /** principal in Istio's form "td/ns/x/sa/y"; absent for plaintext. `pod` only on the
@@ -81,7 +82,7 @@ export class Inbound {
     }
     const localAddress = view.node?.internalIP;
     try {
-      const socket = await dial(req.target, localAddress, this.#deps.connectTimeoutMs);
+      const socket = await tcpConnect(req.target, localAddress, this.#deps.connectTimeoutMs);
       const http = perRequest || req.protocol !== undefined || req.detectTimeoutMs !== undefined;
       // Without an HTTP policy the connection's decision stands for each of its requests.
       const gate = {
@@ -122,21 +123,4 @@ export class Inbound {
     }
     return decision;
   }
-}
-
-function dial(target: { ip: string; port: number }, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: target.ip, port: target.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
-    const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeListener('error', onError);
-      resolve(socket);
-    });
-    const onError = (err: Error) => {
-      clearTimeout(timer);
-      reject(err);
-    };
-    socket.once('error', onError);
-  });
 }

@@ -99,6 +99,7 @@ describe('outbound proxy', () => {
         index: () => index,
         dialer: new UpstreamDialer({
         hbonePort: 15008,
+        connectTimeoutMs: 2000,
         identityOf: (pod) => ({
           spiffe: `spiffe://cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
           principal: `cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,

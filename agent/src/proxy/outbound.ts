@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RoundRobin } from '../balance/round-robin.js';
 import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
-import type { FlowTable, ProxyFlow } from '../telemetry/flow-table.js';
+import { flowEndpoint, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
 import { declaredProtocol, sniff } from '../http/detect.js';
 import { relay, reset } from './relay.js';
 import type { UpstreamDialer } from './upstream-dial.js';
@@ -130,7 +130,7 @@ export class OutboundProxy {
       return;
     }
     const endpoint = this.#deps.balancer.pick(`${origin.dstIP}:${origin.dstPort}`, dest.endpoints) as Endpoint;
-    flow.endpoint = { ip: endpoint.ip, port: endpoint.port, pod: podName(endpoint.pod), node: endpoint.nodeName };
+    flow.endpoint = flowEndpoint(endpoint);
 
     // The pod may give up while the upstream is being opened: count it as DC.
     let gone = false;

@@ -2,13 +2,14 @@
 // path only does map lookups: which address:port is a mesh destination, which endpoints serve
 // it, and which local pod a cgroup id belongs to.
 import { objectKey, type MeshPod, type MeshService, type MeshServicePort, type MeshState } from './model.js';
-import { serviceEndpoints, type ServiceEndpoint } from './endpoints.js';
+import { serviceEndpoints, type PodEndpoint, type ServiceEndpoint } from './endpoints.js';
 
 export type Endpoint = ServiceEndpoint;
+export type { ExternalEndpoint, PodEndpoint } from './endpoints.js';
 
 export type ServiceDestination = { kind: 'service'; service: MeshService; port: MeshServicePort; endpoints: readonly Endpoint[] };
 
-export type Destination = ServiceDestination | { kind: 'pod'; pod: MeshPod; port: number; endpoints: readonly Endpoint[] };
+export type Destination = ServiceDestination | { kind: 'pod'; pod: MeshPod; port: number; endpoints: readonly PodEndpoint[] };
 
 export interface LocalPod {
   pod: MeshPod;
@@ -64,6 +65,7 @@ function buildDestinations(state: MeshState): Map<string, Destination> {
       if (port.protocol !== 'TCP') continue;
       const endpoints = serviceEndpoints(state, service, port);
       for (const ep of endpoints) {
+        if (ep.kind !== 'pod') continue;
         const ports = targeted.get(ep.pod) ?? new Set<number>();
         targeted.set(ep.pod, ports.add(ep.port));
       }
@@ -76,7 +78,7 @@ function buildDestinations(state: MeshState): Map<string, Destination> {
     const ports = new Set(targeted.get(pod));
     for (const p of pod.containerPorts) if (p.protocol === 'TCP') ports.add(p.containerPort);
     for (const port of ports) {
-      const endpoint = { pod, ip: pod.podIP, port, nodeName: pod.nodeName };
+      const endpoint: PodEndpoint = { kind: 'pod', pod, ip: pod.podIP, port, nodeName: pod.nodeName };
       out.set(`${pod.podIP}:${port}`, { kind: 'pod', pod, port, endpoints: pod.ready ? [endpoint] : [] });
     }
   }

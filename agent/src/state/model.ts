@@ -55,8 +55,38 @@ export interface MeshService {
   /** null for headless services (clusterIP: None). */
   clusterIP: string | null;
   ports: readonly MeshServicePort[];
-  /** null when the Service has no selector (endpoints managed elsewhere). */
+  /** null when the Service has no selector: its endpoints come from its EndpointSlices. */
   selector: Readonly<Record<string, string>> | null;
+}
+
+/** An endpoint of an EndpointSlice: its first address, as every Kubernetes consumer reads it. */
+export interface SliceEndpoint {
+  address: string;
+  /** conditions.ready; absent counts as ready, as Kubernetes says. */
+  ready: boolean;
+  /** targetRef of kind Pod (its namespace defaults to the slice's). */
+  targetPod?: { namespace: string; name: string };
+  nodeName?: string;
+}
+
+export interface SlicePort {
+  /** Matched to the Service port of the same name ("" for the unnamed port). */
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+/** discovery.k8s.io/v1 EndpointSlice: the endpoints of a Service without a selector. */
+export interface MeshEndpointSlice {
+  namespace: string;
+  name: string;
+  /** label kubernetes.io/service-name */
+  serviceName: string;
+  /** IPv6 and FQDN slices are kept with no endpoints: the mesh is IPv4. */
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  endpoints: readonly SliceEndpoint[];
+  /** Entries without a port are left out, as kube-proxy leaves them out. */
+  ports: readonly SlicePort[];
 }
 
 /** AuthorizationPolicy action; CUSTOM (external authorizer) is refused by validation. */
@@ -325,6 +355,8 @@ export interface MeshState {
   pods: ReadonlyMap<string, MeshPod>;
   /** key "namespace/name" */
   services: ReadonlyMap<string, MeshService>;
+  /** key "namespace/name" */
+  endpointSlices: ReadonlyMap<string, MeshEndpointSlice>;
   /** key "namespace/name" */
   authorizationPolicies: ReadonlyMap<string, MeshAuthorizationPolicy>;
   /** key "namespace/name" */

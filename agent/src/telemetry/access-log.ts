@@ -99,7 +99,7 @@ export class AccessLog implements FlowObserver, RequestObserver {
       src: { addr: r.source.ip, ...peer(source) },
       dst: { service: service ? serviceFqdn(service) : null, port: r.destination.service?.port ?? null, ...peer(destination) },
       route: r.route ?? null,
-      endpoint: ep ? { addr: `${ep.ip}:${ep.port}`, node: ep.nodeName } : null,
+      endpoint: ep ? { addr: `${ep.ip}:${ep.port}`, node: ep.kind === 'pod' ? ep.nodeName : null } : null,
       ...requestSummary(r),
       responseFlags: r.responseFlags,
       requestBytes: r.requestBytes,

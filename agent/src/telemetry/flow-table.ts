@@ -3,7 +3,7 @@
 // endpoint, response flags). Either side alone still yields a row.
 import type { FlowRecord } from '../redirect/index.js';
 import type { AuthzDecision } from '../policy/index.js';
-import type { MeshIndex } from '../state/mesh-index.js';
+import type { Endpoint, MeshIndex } from '../state/mesh-index.js';
 import { podName } from '../state/mesh-index.js';
 
 /** Envoy's response flags, so operators read them as they already know them: UH no healthy
@@ -37,6 +37,18 @@ export function flagForStatus(status: number | undefined): ResponseFlag {
   return 'UF';
 }
 
+/** The endpoint a connection went to; an external one (an EndpointSlice address outside the
+ * mesh) has no pod and no node. */
+export interface FlowEndpoint {
+  ip: string;
+  port: number;
+  pod: string | null;
+  node: string | null;
+}
+
+export const flowEndpoint = (e: Endpoint): FlowEndpoint =>
+  e.kind === 'pod' ? { ip: e.ip, port: e.port, pod: podName(e.pod), node: e.nodeName } : { ip: e.ip, port: e.port, pod: null, node: null };
+
 /** What the proxy did with one connection. */
 export interface ProxyFlow {
   direction: 'outbound' | 'inbound';
@@ -50,7 +62,7 @@ export interface ProxyFlow {
   dstPort: number;
   service?: string;
   dstPod?: string;
-  endpoint?: { ip: string; port: number; pod: string; node: string };
+  endpoint?: FlowEndpoint;
   startMs: number;
   endMs?: number;
   bytesSent: number;
@@ -73,7 +85,7 @@ export interface FlowRow {
   direction: 'outbound' | 'inbound';
   source: { pod: string | null; ip: string; port: number; identity?: string };
   destination: { ip: string; port: number; service: string | null; pod: string | null };
-  endpoint: { ip: string; port: number; pod: string; node: string } | null;
+  endpoint: FlowEndpoint | null;
   protocol: 'tcp';
   bytesSent: number;
   bytesReceived: number;

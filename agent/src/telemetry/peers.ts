@@ -89,7 +89,7 @@ export function flowPeers(flow: ProxyFlow, view: MeshIndex, trustDomain: string)
  */
 export function requestPeers(record: RequestRecord, view: MeshIndex, trustDomain: string): FlowPeers {
   const { source, destination } = record;
-  const pod = destination.endpoint?.pod;
+  const pod = destination.endpoint?.kind === 'pod' ? destination.endpoint.pod : undefined;
   return {
     source: source.pod
       ? podPeer(source.pod, trustDomain)
@@ -134,7 +134,7 @@ export function serviceOfEndpoint(view: MeshIndex, ip: string, port: number): Se
     byEndpoint = new Map();
     const services = [...view.destinations.values()].flatMap((d) => (d.kind === 'service' ? [d] : []));
     services.sort((a, b) => `${a.service.namespace}/${a.service.name}`.localeCompare(`${b.service.namespace}/${b.service.name}`));
-    for (const d of services) for (const ep of d.endpoints) if (!byEndpoint.has(`${ep.ip}:${ep.port}`)) byEndpoint.set(`${ep.ip}:${ep.port}`, d);
+    for (const d of services) for (const ep of d.endpoints) if (ep.kind === 'pod' && !byEndpoint.has(`${ep.ip}:${ep.port}`)) byEndpoint.set(`${ep.ip}:${ep.port}`, d);
     inboundServices.set(view, byEndpoint);
   }
   return byEndpoint.get(`${ip}:${port}`);

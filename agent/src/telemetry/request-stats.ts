@@ -79,7 +79,7 @@ export class RequestStats implements RequestObserver {
       entry = {
         reporter: r.reporter,
         service,
-        namespace: svc?.namespace ?? r.destination.endpoint?.pod.namespace ?? null,
+        namespace: svc?.namespace ?? (r.destination.endpoint?.kind === 'pod' ? r.destination.endpoint.pod.namespace : null),
         window: new RollingWindow(this.#windowSeconds, SERVICE_SAMPLES, endMs),
         routes: new Map(),
       };

@@ -3,7 +3,7 @@
 import { NodemeshError } from '../errors.js';
 import { podName } from '../state/mesh-index.js';
 import { matchesName } from './flow-filter.js';
-import type { ResponseFlag } from './flow-table.js';
+import { flowEndpoint, type FlowEndpoint, type ResponseFlag } from './flow-table.js';
 import { requestSummary, type RequestObserver, type RequestRecord } from './request-record.js';
 
 export interface TapFilter {
@@ -38,7 +38,7 @@ export interface TapEvent {
   destination: {
     service: string | null;
     port: number | null;
-    endpoint: { pod: string; ip: string; port: number; node: string } | null;
+    endpoint: FlowEndpoint | null;
   };
 }
 
@@ -83,7 +83,7 @@ export function matchTap(r: RequestRecord, f: TapFilter): boolean {
   if (f.method !== undefined && r.method.toUpperCase() !== f.method) return false;
   if (f.path !== undefined && !r.path.startsWith(f.path)) return false;
   const svc = r.destination.service;
-  const endpointPod = r.destination.endpoint?.pod;
+  const endpointPod = r.destination.endpoint?.kind === 'pod' ? r.destination.endpoint.pod : undefined;
   if (f.to !== undefined) {
     const to = f.to;
     const names = [svc && `${svc.namespace}/${svc.name}`, endpointPod && podName(endpointPod)];
@@ -111,7 +111,7 @@ export function tapEvent(r: RequestRecord): TapEvent {
     destination: {
       service: svc ? `${svc.namespace}/${svc.name}` : null,
       port: svc?.port ?? null,
-      endpoint: ep ? { pod: podName(ep.pod), ip: ep.ip, port: ep.port, node: ep.nodeName } : null,
+      endpoint: ep ? flowEndpoint(ep) : null,
     },
   };
 }

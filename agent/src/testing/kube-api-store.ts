@@ -28,6 +28,7 @@ export const API_RESOURCES: readonly ApiResource[] = [
   core('services', 'Service', true),
   core('secrets', 'Secret', true),
   core('configmaps', 'ConfigMap', true),
+  custom('discovery.k8s.io/v1', 'endpointslices', 'EndpointSlice'),
   custom('gateway.networking.k8s.io/v1', 'httproutes', 'HTTPRoute'),
   custom('gateway.networking.k8s.io/v1', 'grpcroutes', 'GRPCRoute'),
   custom('security.istio.io/v1', 'authorizationpolicies', 'AuthorizationPolicy'),

@@ -16,6 +16,7 @@ export function meshState(parts: { [K in keyof MeshState]?: MeshState[K] extends
     namespaces: new Map((parts.namespaces ?? []).map((n) => [n.name, n])),
     pods: map(parts.pods),
     services: map(parts.services),
+    endpointSlices: map(parts.endpointSlices),
     authorizationPolicies: map(parts.authorizationPolicies),
     peerAuthentications: map(parts.peerAuthentications),
     httpRoutes: map(parts.httpRoutes),

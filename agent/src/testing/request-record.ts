@@ -35,7 +35,7 @@ export function requestRecord(view: MeshIndex, from: string, to: { service: stri
     source: { pod: client, ip: client.podIP ?? '', identity: `spiffe://cluster.local/ns/${client.namespace}/sa/${client.serviceAccount}` },
     destination: {
       service: { namespace, name, port: 80 },
-      ...(server ? { endpoint: { pod: server, ip: server.podIP ?? '', port: 8080, nodeName: server.nodeName } } : {}),
+      ...(server ? { endpoint: { kind: 'pod', pod: server, ip: server.podIP ?? '', port: 8080, nodeName: server.nodeName } } : {}),
     },
     security: server?.nodeName === view.nodeName ? 'node_local' : 'mutual_tls',
     ...over,

@@ -32,7 +32,7 @@ export function requestRecord(over: Partial<RequestRecord> = {}): RequestRecord 
     source: { pod: fakePod('shop', 'client'), ip: '10.244.1.2', identity: 'spiffe://cluster.local/ns/shop/sa/client' },
     destination: {
       service: { namespace: 'shop', name: 'web', port: 80 },
-      endpoint: { pod: fakePod('shop', 'web-1', 'n2'), ip: '10.244.2.3', port: 8080, nodeName: 'n2' },
+      endpoint: { kind: 'pod', pod: fakePod('shop', 'web-1', 'n2'), ip: '10.244.2.3', port: 8080, nodeName: 'n2' },
     },
     security: 'mutual_tls',
     ...over,

@@ -3,6 +3,7 @@
 import type { AnyKindValidator } from '../resource.js';
 import { authorizationPolicyKinds } from './authorization-policy.js';
 import { destinationRuleKinds } from './destination-rule.js';
+import { endpointSliceKind } from './endpoint-slice.js';
 import { namespaceKind } from './namespace.js';
 import { nodeKind } from './node.js';
 import { nodemeshPolicyKinds } from './nodemesh-policies.js';
@@ -16,6 +17,7 @@ const KINDS: readonly AnyKindValidator[] = [
   namespaceKind,
   podKind,
   serviceKind,
+  endpointSliceKind,
   ...authorizationPolicyKinds,
   ...peerAuthenticationKinds,
   ...routeKinds,

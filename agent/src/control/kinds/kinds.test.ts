@@ -71,3 +71,64 @@ describe('Pod validation', () => {
     ]);
   });
 });
+
+describe('EndpointSlice validation', () => {
+  const slice = (body: string, labels = '{ kubernetes.io/service-name: db }'): string =>
+    `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: { name: db-1, namespace: demo, labels: ${labels} }\n${body}\n`;
+  const accepted = (yaml: string) => applyConfig(null, parseConfig(yaml, 'mesh.yaml'), { node: 'node-1', cgroupExists: () => true }).endpointSlices.get('demo/db-1');
+
+  it('reads addresses, readiness (absent = ready), a Pod targetRef, the node and the ports', () => {
+    const yaml = slice(`addressType: IPv4
+endpoints:
+- { addresses: [192.0.2.10], nodeName: node-2, targetRef: { kind: Pod, name: db-0 } }
+- { addresses: [192.0.2.11], conditions: { ready: false, serving: true, terminating: true }, zone: a }
+- { addresses: [192.0.2.12], targetRef: { kind: VirtualMachine, name: vm-1, namespace: demo } }
+ports: [{ name: sql, port: 5432, protocol: TCP, appProtocol: postgresql }, { name: any }]`);
+    assert.deepEqual(rejections(yaml), []);
+    assert.deepEqual(accepted(yaml), {
+      namespace: 'demo',
+      name: 'db-1',
+      serviceName: 'db',
+      addressType: 'IPv4',
+      endpoints: [
+        { address: '192.0.2.10', ready: true, targetPod: { namespace: 'demo', name: 'db-0' }, nodeName: 'node-2' },
+        { address: '192.0.2.11', ready: false },
+        { address: '192.0.2.12', ready: true },
+      ],
+      // A port-less entry is "not restricted": kube-proxy skips it.
+      ports: [{ name: 'sql', port: 5432, protocol: 'TCP' }],
+    });
+  });
+
+  it('accepts IPv6 and FQDN slices with no endpoint: the mesh is IPv4', () => {
+    const yaml = slice('addressType: IPv6\nendpoints: [{ addresses: ["fd00::1"] }]\nports: [{ name: sql, port: 5432 }]');
+    assert.deepEqual(rejections(yaml), []);
+    assert.deepEqual(accepted(yaml)?.endpoints, []);
+    assert.deepEqual(rejections(slice('addressType: FQDN\nendpoints: [{ addresses: [db.example.com] }]')), []);
+  });
+
+  const table: Array<[string, string, string[], string?]> = [
+    ['no service-name label', 'addressType: IPv4', ['metadata.labels[kubernetes.io/service-name]: is required: the name of the Service this slice gives endpoints to, in the same namespace'], '{ app: db }'],
+    ['a bad address type', 'addressType: ipv4', ['addressType: must be one of IPv4, IPv6, FQDN, got "ipv4"']],
+    ['a bad IP', 'addressType: IPv4\nendpoints: [{ addresses: [192.0.2.300] }, { addresses: [] }]', [
+      'endpoints[0].addresses[0]: must be an IPv4 address, got "192.0.2.300"',
+      'endpoints[1].addresses: must list at least one address',
+    ]],
+    ['a bad port', 'addressType: IPv4\nports: [{ name: sql, port: 70000 }, { name: sql, port: 5432, protocol: tcp }]', [
+      'ports[0].port: must be an integer between 1 and 65535, got number 70000',
+      'ports[1].name: duplicate name "sql", already used by ports[0]',
+      'ports[1].protocol: must be one of TCP, UDP, SCTP, got "tcp"',
+    ]],
+    ['a bad port name and condition', 'addressType: IPv4\nendpoints: [{ addresses: [192.0.2.1], conditions: { ready: "yes" } }]\nports: [{ name: SQL, port: 5432 }]', [
+      'endpoints[0].conditions.ready: must be true or false, got "yes"',
+      'ports[0].name: must be a DNS-1123 label (at most 63 characters: lowercase letters, digits and \'-\', starting and ending with a letter or digit), got "SQL"',
+    ]],
+    ['a Pod targetRef without a name', 'addressType: IPv4\nendpoints: [{ addresses: [192.0.2.1], targetRef: { kind: Pod } }]', ['endpoints[0].targetRef.name: is required for a targetRef of kind Pod']],
+  ];
+  for (const [what, body, expected, labels] of table) {
+    it(`rejects ${what}, naming the field`, () => {
+      assert.deepEqual(fields(slice(body, labels)), expected);
+      assert.ok(rejections(slice(body, labels)).every((r) => r.resource === 'EndpointSlice demo/db-1'));
+    });
+  }
+});
