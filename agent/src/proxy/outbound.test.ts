@@ -50,6 +50,30 @@ apiVersion: v1
 kind: Service
 metadata: { name: empty, namespace: shop }
 spec: { clusterIP: 10.96.0.12, selector: { app: nobody }, ports: [{ port: 80, targetPort: 80 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: db, namespace: shop }
+spec: { clusterIP: 10.96.0.13, ports: [{ port: 80 }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: db-1, namespace: shop, labels: { kubernetes.io/service-name: db } }
+addressType: IPv4
+endpoints: [{ addresses: [127.0.0.2] }]
+ports: [{ port: ${backendPort} }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: db-down, namespace: shop }
+spec: { clusterIP: 10.96.0.14, ports: [{ port: 80 }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: db-down-1, namespace: shop, labels: { kubernetes.io/service-name: db-down } }
+addressType: IPv4
+endpoints: [{ addresses: [127.0.0.5] }]
+ports: [{ port: 1 }]
 `;
 
 const result = (s: net.Socket) =>
@@ -163,6 +187,23 @@ describe('outbound proxy', () => {
     assert.equal(row?.responseFlags, 'UF');
     assert.equal(row?.security, 'mutual_tls');
     assert.ok(lines.some((l) => String(l.reason).includes('refused: 503')));
+  });
+
+  it('dials an external endpoint (a slice address with no pod) directly, in plaintext, without a tunnel', async () => {
+    const tunnels = tunnelled.length;
+    const r = await dial('10.96.0.13', 'hello');
+    assert.deepEqual({ data: r.data, error: r.error }, { data: 'web-1 got 5', error: undefined });
+    const row = flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === r.source);
+    assert.equal(row?.destination.service, 'shop/db');
+    assert.deepEqual({ pod: row?.endpoint?.pod, node: row?.endpoint?.node, ip: row?.endpoint?.ip }, { pod: null, node: null, ip: '127.0.0.2' });
+    assert.equal(row?.security, 'none');
+    assert.equal(row?.authorization, null, 'no destination proxy decided anything');
+
+    const refused = await dial('10.96.0.14', 'x');
+    assert.equal(refused.error, 'ECONNRESET');
+    assert.equal(flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === refused.source)?.responseFlags, 'UF');
+    assert.ok(lines.some((l) => String(l.reason) === 'external endpoint 127.0.0.5:1: ECONNREFUSED'));
+    assert.equal(tunnelled.length, tunnels);
   });
 
   it('resets a connection the kernel did not redirect (no recorded origin)', async () => {

@@ -5,7 +5,6 @@ import { objectKey, type MeshPod, type MeshService, type MeshServicePort, type M
 import { serviceEndpoints, type PodEndpoint, type ServiceEndpoint } from './endpoints.js';
 
 export type Endpoint = ServiceEndpoint;
-export type { ExternalEndpoint, PodEndpoint } from './endpoints.js';
 
 export type ServiceDestination = { kind: 'service'; service: MeshService; port: MeshServicePort; endpoints: readonly Endpoint[] };
 
