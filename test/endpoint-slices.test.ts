@@ -1,6 +1,6 @@
 // End to end on the netns testbed: Services without a selector, served from their
-// EndpointSlices. An address outside the mesh is dialled by the node proxy in plaintext; a
-// slice endpoint whose targetRef names a mesh pod is that pod, reached through HBONE.
+// EndpointSlices. An address the mesh knows no pod for is dialled by the node proxy in
+// plaintext; an address that is a mesh pod's IP is that pod, reached through HBONE.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -66,14 +66,15 @@ describe('Services without a selector, from EndpointSlices', { skip: isRoot ? fa
     await Promise.all(['db-0', 'legacy-db'].map((p) => (tb as Testbed).startServer(p)));
     const outside = tb.podIP('legacy-db');
     const docs: Doc[] = [
-      ...testbedDocs(tb),
-      // (a) Addresses outside the mesh (no targetRef), on an opaque TCP port and an HTTP one.
+      // legacy-db stands for a VM or an external database: no Pod object tells the mesh of it.
+      ...testbedDocs(tb).filter((d) => !(d.kind === 'Pod' && (d.metadata as { name: string }).name === 'legacy-db')),
+      // (a) An address the mesh knows no pod for, on an opaque TCP port and an HTTP one.
       selectorless('external-db', '10.96.0.30', [
         { name: 'tcp', port: 80, protocol: 'TCP', appProtocol: 'tcp' },
         { name: 'http', port: 8080, protocol: 'TCP' },
       ]),
       slice('external-db', [{ addresses: [outside] }], [{ name: 'tcp', port: 9000 }, { name: 'http', port: 8080 }]),
-      // (b) A mesh pod by targetRef: reached like a selector endpoint, through HBONE.
+      // (b) A mesh pod's address: reached like a selector endpoint, through HBONE.
       selectorless('mesh-db', '10.96.0.31', [{ port: 80, protocol: 'TCP' }]),
       slice('mesh-db', [{ addresses: [tb.podIP('db-0')], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'db-0', namespace: 'shop' }, nodeName: 'n2' }], [{ port: 8080, protocol: 'TCP' }]),
     ];
@@ -143,7 +144,7 @@ describe('Services without a selector, from EndpointSlices', { skip: isRoot ? fa
     assert.deepEqual((await flows('n2')).filter((f) => f.direction === 'inbound'), [], 'no tunnel reached n2');
   });
 
-  it('reaches a mesh pod named by targetRef through HBONE, with the client identity at the destination', async () => {
+  it("reaches a mesh pod by its address through HBONE, with the client identity at the destination", async () => {
     const tbd = tb as Testbed;
     const body = await curl('http://10.96.0.31/');
     assert.equal(body.pod, 'db-0');

@@ -214,7 +214,7 @@ describe('nodeView', () => {
       metadata: { name: 'db-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'db' } },
       addressType: 'IPv4',
       endpoints: [
-        { addresses: ['192.0.2.10'], conditions: { ready: true }, nodeName: 'node-2', targetRef: { kind: 'Pod', name: 'db-0', namespace: 'shop' } },
+        { addresses: ['192.0.2.10'], conditions: { ready: true } },
         { addresses: ['192.0.2.11'] },
       ],
       ports: [{ name: 'sql', port: 5432, protocol: 'TCP', appProtocol: 'postgresql' }],

@@ -126,8 +126,8 @@ function reduceNode(o: KubeObject): Json {
 }
 
 /**
- * A slice keeps its address type, ports, and of each endpoint the addresses, readiness, pod
- * reference and node. Slices the EndpointSlice controller makes for Services with a selector are
+ * A slice keeps its address type, ports, and of each endpoint the addresses and readiness.
+ * Slices the EndpointSlice controller makes for Services with a selector are
  * left out: agents take those endpoints from the pods, and such slices change with every pod
  * readiness change, which would resync every node for nothing. The mirroring controller's
  * slices (of selector-less Services with hand-made Endpoints) stay.
@@ -139,8 +139,7 @@ function reduceSlice(o: KubeObject): Json | undefined {
     ? o.endpoints.map((e: unknown) => {
         if (!isJson(e)) return e;
         const conditions = isJson(e.conditions) ? pick(e.conditions, ['ready']) : e.conditions;
-        const targetRef = isJson(e.targetRef) ? pick(e.targetRef, ['kind', 'name', 'namespace']) : e.targetRef;
-        return pick({ ...e, conditions, targetRef }, ['addresses', 'conditions', 'targetRef', 'nodeName']);
+        return pick({ ...e, conditions }, ['addresses', 'conditions']);
       })
     : o.endpoints;
   return pick(

@@ -9,7 +9,8 @@ import { Inbound } from './inbound.js';
 import { OutboundProxy, type Origin } from './outbound.js';
 import { UpstreamDialer, type TunnelRequest } from './upstream-dial.js';
 
-// Loopback stands in for the pod network: pods 127.0.0.2 and 127.0.0.3, a VIP 10.96.0.10.
+// Loopback stands in for the pod network: pods 127.0.0.2 and 127.0.0.3, a VIP 10.96.0.10, and
+// 127.0.0.4 for an address outside the mesh.
 const mesh = (backendPort: number) => `
 apiVersion: v1
 kind: Node
@@ -60,7 +61,7 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: db-1, namespace: shop, labels: { kubernetes.io/service-name: db } }
 addressType: IPv4
-endpoints: [{ addresses: [127.0.0.2] }]
+endpoints: [{ addresses: [127.0.0.4] }]
 ports: [{ port: ${backendPort} }]
 ---
 apiVersion: v1
@@ -93,6 +94,7 @@ describe('outbound proxy', () => {
   const flows = new FlowTable();
   const { log, lines } = memoryLogger();
   let backend: net.Server;
+  let outsider: net.Server;
   let proxy: OutboundProxy;
   let proxyPort: number;
   const tunnelled: TunnelRequest[] = [];
@@ -107,14 +109,19 @@ describe('outbound proxy', () => {
   };
 
   before(async () => {
-    backend = net.createServer({ allowHalfOpen: true }, (s) => {
+    const serve = (name: string) => (s: net.Socket) => {
       let n = 0;
       s.on('error', () => {}); // the drain test resets it
       s.on('data', (c: Buffer) => (n += c.length));
-      s.on('end', () => s.end(`web-1 got ${n}`));
-    });
+      s.on('end', () => s.end(`${name} got ${n}`));
+    };
+    backend = net.createServer({ allowHalfOpen: true }, serve('web-1'));
     backend.listen(0, '127.0.0.2');
     await once(backend, 'listening');
+    // An address no pod has: the external endpoint of the selector-less Service, on the same port.
+    outsider = net.createServer({ allowHalfOpen: true }, serve('outsider'));
+    outsider.listen((backend.address() as net.AddressInfo).port, '127.0.0.4');
+    await once(outsider, 'listening');
     const index = indexFromYaml(mesh((backend.address() as net.AddressInfo).port), 'n1');
     proxy = new OutboundProxy(
       { detectTimeoutMs: 200 },
@@ -150,6 +157,7 @@ describe('outbound proxy', () => {
   after(async () => {
     await proxy.close(0);
     backend.close();
+    outsider.close();
   });
 
   it('relays a redirected connection to an endpoint of its Service and records the flow', async () => {
@@ -192,10 +200,10 @@ describe('outbound proxy', () => {
   it('dials an external endpoint (a slice address with no pod) directly, in plaintext, without a tunnel', async () => {
     const tunnels = tunnelled.length;
     const r = await dial('10.96.0.13', 'hello');
-    assert.deepEqual({ data: r.data, error: r.error }, { data: 'web-1 got 5', error: undefined });
+    assert.deepEqual({ data: r.data, error: r.error }, { data: 'outsider got 5', error: undefined });
     const row = flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === r.source);
     assert.equal(row?.destination.service, 'shop/db');
-    assert.deepEqual({ pod: row?.endpoint?.pod, node: row?.endpoint?.node, ip: row?.endpoint?.ip }, { pod: null, node: null, ip: '127.0.0.2' });
+    assert.deepEqual({ pod: row?.endpoint?.pod, node: row?.endpoint?.node, ip: row?.endpoint?.ip }, { pod: null, node: null, ip: '127.0.0.4' });
     assert.equal(row?.security, 'none');
     assert.equal(row?.authorization, null, 'no destination proxy decided anything');
 

@@ -79,15 +79,17 @@ describe('serviceEndpoints', () => {
       ...over,
     });
 
-    it('reads the ready addresses on the slice port of the same name; a targetRef to a known pod of that IP is that pod', () => {
+    it('reads the ready addresses on the slice port of the same name; an address that is a known pod\'s IP is that pod', () => {
       const s = state(
-        [pod('a', { nodeName: 'node-2', labels: {} })],
+        [pod('a', { nodeName: 'node-2', labels: {} }), pod('bb', { namespace: 'other' })],
         [
           slice('db-1', {
             endpoints: [
               { address: '192.0.2.10', ready: true },
-              { address: '10.1.0.1', ready: true, targetPod: { namespace: 'demo', name: 'a' } },
+              { address: '10.1.0.1', ready: true },
               { address: '192.0.2.11', ready: false },
+              // A pod of another namespace is still that pod: it is reached through the mesh.
+              { address: '10.1.0.2', ready: true },
             ],
           }),
           // Another Service's slice, and one in another namespace, are not read.
@@ -96,26 +98,10 @@ describe('serviceEndpoints', () => {
         ],
       );
       const eps = serviceEndpoints(s, db, db.ports[0]!);
-      assert.deepEqual(names(eps), ['external 192.0.2.10:15432', 'a 10.1.0.1:15432']);
+      assert.deepEqual(names(eps), ['external 192.0.2.10:15432', 'a 10.1.0.1:15432', 'bb 10.1.0.2:15432']);
       assert.deepEqual(eps[1]?.kind === 'pod' && eps[1].nodeName, 'node-2');
       // No slice port named "admin": that Service port has no endpoint.
       assert.deepEqual(serviceEndpoints(s, db, db.ports[1]!), []);
-    });
-
-    it('takes an address as external when its targetRef names no known pod of that IP, or another namespace', () => {
-      const s = state(
-        [pod('a'), pod('bb', { namespace: 'other' })],
-        [
-          slice('db-1', {
-            endpoints: [
-              { address: '10.1.0.9', ready: true, targetPod: { namespace: 'demo', name: 'a' } },
-              { address: '10.1.0.2', ready: true, targetPod: { namespace: 'other', name: 'bb' } },
-              { address: '10.1.0.3', ready: true, targetPod: { namespace: 'demo', name: 'gone' } },
-            ],
-          }),
-        ],
-      );
-      assert.deepEqual(names(serviceEndpoints(s, db, db.ports[0]!)), ['external 10.1.0.9:15432', 'external 10.1.0.2:15432', 'external 10.1.0.3:15432']);
     });
 
     it('matches the unnamed Service port to the unnamed slice port, and the protocol too', () => {

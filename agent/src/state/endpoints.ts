@@ -48,8 +48,9 @@ function targetPortOf(pod: MeshPod, port: MeshServicePort): number | undefined {
 
 /**
  * Ready endpoints of the Service's slices, on the slice port of the Service port's name and
- * protocol (the unnamed port matches the unnamed one), each address:port once. An endpoint
- * whose targetRef names a known pod of that IP is that pod; any other address is external.
+ * protocol (the unnamed port matches the unnamed one), each address:port once. An address
+ * that is a known pod's IP is that pod, whatever its targetRef says (or without one), so that
+ * it is reached through the mesh as a mesh pod must be; any other address is external.
  */
 function sliceEndpoints(state: MeshState, service: MeshService, port: MeshServicePort): ServiceEndpoint[] {
   const out = new Map<string, ServiceEndpoint>();
@@ -58,11 +59,10 @@ function sliceEndpoints(state: MeshState, service: MeshService, port: MeshServic
     if (target === undefined) continue;
     for (const e of slice.endpoints) {
       if (!e.ready || out.has(`${e.address}:${target}`)) continue;
-      const pod = e.targetPod && state.pods.get(objectKey(e.targetPod.namespace, e.targetPod.name));
-      const endpoint: ServiceEndpoint =
-        pod && pod.namespace === slice.namespace && pod.podIP === e.address
-          ? { kind: 'pod', pod, ip: e.address, port: target, nodeName: pod.nodeName }
-          : { kind: 'external', ip: e.address, port: target };
+      const pod = podsOf(state).get(e.address);
+      const endpoint: ServiceEndpoint = pod
+        ? { kind: 'pod', pod, ip: e.address, port: target, nodeName: pod.nodeName }
+        : { kind: 'external', ip: e.address, port: target };
       out.set(`${e.address}:${target}`, endpoint);
     }
   }
@@ -84,6 +84,19 @@ function slicesOf(state: MeshState): Map<string, MeshEndpointSlice[]> {
       list.push(slice);
     }
     slicesByService.set(state, index);
+  }
+  return index;
+}
+
+/** Pods by IP; once per state. */
+const podsByIP = new WeakMap<MeshState, Map<string, MeshPod>>();
+
+function podsOf(state: MeshState): Map<string, MeshPod> {
+  let index = podsByIP.get(state);
+  if (!index) {
+    index = new Map();
+    for (const pod of state.pods.values()) if (pod.podIP) index.set(pod.podIP, pod);
+    podsByIP.set(state, index);
   }
   return index;
 }

@@ -64,9 +64,6 @@ export interface SliceEndpoint {
   address: string;
   /** conditions.ready; absent counts as ready, as Kubernetes says. */
   ready: boolean;
-  /** targetRef of kind Pod (its namespace defaults to the slice's). */
-  targetPod?: { namespace: string; name: string };
-  nodeName?: string;
 }
 
 export interface SlicePort {

@@ -43,7 +43,7 @@ export const endpointSliceKind: KindValidator<'endpointSlices'> = {
       addressType: addressType ?? 'IPv4',
       // The mesh captures and dials IPv4 only: other slices give no endpoint (a dual-stack
       // cluster has an IPv6 slice beside each IPv4 one, which must not be refused).
-      endpoints: addressType === 'IPv4' ? readEndpoints(endpoints, meta.namespace, errors) : [],
+      endpoints: addressType === 'IPv4' ? readEndpoints(endpoints, errors) : [],
       ports: readSlicePorts(readList(object.ports, 'ports', errors, 100), errors),
     };
   },
@@ -55,7 +55,7 @@ function readAddressType(value: unknown, errors: FieldErrors): AddressType | und
   return undefined;
 }
 
-function readEndpoints(list: unknown[], namespace: string, errors: FieldErrors): SliceEndpoint[] {
+function readEndpoints(list: unknown[], errors: FieldErrors): SliceEndpoint[] {
   const out: SliceEndpoint[] = [];
   list.forEach((e, i) => {
     const field = `endpoints[${i}]`;
@@ -68,14 +68,9 @@ function readEndpoints(list: unknown[], namespace: string, errors: FieldErrors):
     const conditions = readObject(raw.conditions, `${field}.conditions`, errors) ?? {};
     const ready = readCondition(conditions.ready, `${field}.conditions.ready`, errors);
     for (const c of ['serving', 'terminating']) readCondition(conditions[c], `${field}.conditions.${c}`, errors);
-    const targetPod = readTargetPod(raw.targetRef, namespace, `${field}.targetRef`, errors);
-    const nodeName = readString(raw.nodeName, `${field}.nodeName`, errors);
-    if (nodeName) {
-      const problem = nameProblem(nodeName, 'dns1123-subdomain');
-      if (problem) errors.add(`${field}.nodeName`, problem);
-    }
+    // targetRef and nodeName are not read: the address says which pod, if any, it is.
     if (!address) return;
-    out.push({ address, ready: ready ?? true, ...(targetPod && { targetPod }), ...(nodeName && { nodeName }) });
+    out.push({ address, ready: ready ?? true });
   });
   return out;
 }
@@ -85,21 +80,6 @@ function readCondition(value: unknown, field: string, errors: FieldErrors): bool
   if (typeof value === 'boolean') return value;
   errors.add(field, `must be true or false, got ${show(value)}`);
   return undefined;
-}
-
-/** A targetRef of another kind is no pod: the address is then reached as any other. */
-function readTargetPod(value: unknown, namespace: string, field: string, errors: FieldErrors): SliceEndpoint['targetPod'] {
-  const ref = readObject(value, field, errors);
-  if (!ref) return undefined;
-  const kind = readString(ref.kind, `${field}.kind`, errors);
-  const name = readString(ref.name, `${field}.name`, errors);
-  const ns = readString(ref.namespace, `${field}.namespace`, errors) || namespace;
-  if (kind !== 'Pod') return undefined;
-  if (!name) {
-    errors.add(`${field}.name`, 'is required for a targetRef of kind Pod');
-    return undefined;
-  }
-  return { namespace: ns, name };
 }
 
 function readSlicePorts(list: unknown[], errors: FieldErrors): SlicePort[] {

@@ -77,7 +77,7 @@ describe('EndpointSlice validation', () => {
     `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: { name: db-1, namespace: demo, labels: ${labels} }\n${body}\n`;
   const accepted = (yaml: string) => applyConfig(null, parseConfig(yaml, 'mesh.yaml'), { node: 'node-1', cgroupExists: () => true }).endpointSlices.get('demo/db-1');
 
-  it('reads addresses, readiness (absent = ready), a Pod targetRef, the node and the ports', () => {
+  it('reads addresses, readiness (absent = ready) and the ports; targetRef and nodeName are not read', () => {
     const yaml = slice(`addressType: IPv4
 endpoints:
 - { addresses: [192.0.2.10], nodeName: node-2, targetRef: { kind: Pod, name: db-0 } }
@@ -91,7 +91,7 @@ ports: [{ name: sql, port: 5432, protocol: TCP, appProtocol: postgresql }, { nam
       serviceName: 'db',
       addressType: 'IPv4',
       endpoints: [
-        { address: '192.0.2.10', ready: true, targetPod: { namespace: 'demo', name: 'db-0' }, nodeName: 'node-2' },
+        { address: '192.0.2.10', ready: true },
         { address: '192.0.2.11', ready: false },
         { address: '192.0.2.12', ready: true },
       ],
@@ -123,7 +123,6 @@ ports: [{ name: sql, port: 5432, protocol: TCP, appProtocol: postgresql }, { nam
       'endpoints[0].conditions.ready: must be true or false, got "yes"',
       'ports[0].name: must be a DNS-1123 label (at most 63 characters: lowercase letters, digits and \'-\', starting and ending with a letter or digit), got "SQL"',
     ]],
-    ['a Pod targetRef without a name', 'addressType: IPv4\nendpoints: [{ addresses: [192.0.2.1], targetRef: { kind: Pod } }]', ['endpoints[0].targetRef.name: is required for a targetRef of kind Pod']],
   ];
   for (const [what, body, expected, labels] of table) {
     it(`rejects ${what}, naming the field`, () => {
