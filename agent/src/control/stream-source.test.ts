@@ -28,7 +28,12 @@ async function controller(t: TestContext, resources: ViewResource[]): Promise<Te
   return { ...c, lines };
 }
 
-function source(t: TestContext, stateDir: string, address: string): { source: StreamSource; states: MeshState[]; lines: Array<Record<string, unknown>> } {
+function source(
+  t: TestContext,
+  stateDir: string,
+  address: string,
+  saveIntervalMs = 0,
+): { source: StreamSource; states: MeshState[]; lines: Array<Record<string, unknown>> } {
   const { log, lines } = memoryLogger();
   const states: MeshState[] = [];
   const s = new StreamSource({
@@ -36,6 +41,7 @@ function source(t: TestContext, stateDir: string, address: string): { source: St
     log,
     onState: (state) => states.push(state),
     stateDir,
+    saveIntervalMs,
     client: { address, serverName: SERVER_NAME, rootPem: pki.rootPem, token: () => tokenOf('n1'), backoff: { baseMs: 20, maxMs: 100 } },
     applyOptions: { cgroupExists: () => true },
   });
@@ -62,6 +68,24 @@ describe('StreamSource', () => {
     assert.equal(file.acked, true);
     assert.deepEqual(file.resources, [namespace, service('web', 80)]);
     await waitFor('the ACK', () => c.server.status()[0]?.versionAcked === file.version);
+  });
+
+  it('writes the snapshot at most once per save interval, the newest one, and at stop', async (t) => {
+    const c = await controller(t, [namespace, service('web', 80)]);
+    const dir = tmpDir();
+    const { source: s, states } = source(t, dir, c.server.address!, 60_000);
+    await s.start();
+    const first = saved(dir).version;
+    for (const port of [81, 82]) {
+      c.views.set('n1', [namespace, service('web', port)]);
+      c.server.refresh();
+      await waitFor(`port ${port} applied`, () => states.at(-1)?.services.get('shop/web')?.ports[0]?.port === port);
+    }
+    assert.equal(saved(dir).version, first, 'not rewritten within the interval');
+    const last = c.server.status()[0]!.versionSent;
+    s.stop();
+    assert.equal(saved(dir).version, last, 'the newest snapshot is written at stop');
+    assert.match(JSON.stringify(saved(dir).resources), /\\"port\\":82/);
   });
 
   it('NACKs an invalid and an unparseable resource by name, applies the rest, and keeps their last good versions, also on disk', async (t) => {

@@ -22,6 +22,11 @@ export interface StreamSourceOptions {
   onState: (state: MeshState) => void;
   /** The agent's persistent directory (a hostPath); holds snapshot.json. */
   stateDir: string;
+  /**
+   * snapshot.json is written at most this often (default 5 s), the last state always: a
+   * large view changing many times a second would otherwise be rewritten whole each time.
+   */
+  saveIntervalMs?: number;
   client: Omit<ConfigStreamClientOptions, 'node' | 'log' | 'onSnapshot'>;
   /** Passed to applyConfig beside `node`: where the app wiring plugs in the pod cgroup lookup. */
   applyOptions?: Omit<ApplyOptions, 'node'>;
@@ -37,6 +42,10 @@ export class StreamSource {
   /** Per resource, the raw version in force: kept for a rejected update, and written to disk. */
   #inForce = new Map<string, ViewResource>();
   #waiting: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  /** The snapshot to write once the save interval has passed since the last write. */
+  #unsaved: SavedSnapshot | undefined;
+  #saveTimer: NodeJS.Timeout | undefined;
+  #lastSave = 0;
 
   constructor(opts: StreamSourceOptions) {
     this.#opts = opts;
@@ -87,10 +96,26 @@ export class StreamSource {
 
   stop(): void {
     this.#client.stop();
+    this.#save();
     this.#waiting?.reject(
       new NodemeshError('NM_ERR_CONTROL_STOPPED', `stopped before the first configuration arrived from the controller at ${this.#opts.client.address}`),
     );
     this.#waiting = undefined;
+  }
+
+  /** Writes the snapshot not yet on disk, if any. */
+  #save(): void {
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = undefined;
+    const saved = this.#unsaved;
+    if (!saved) return;
+    this.#unsaved = undefined;
+    this.#lastSave = Date.now();
+    try {
+      writeSnapshot(this.path, saved);
+    } catch (err) {
+      this.#opts.log.error({ path: this.path, code: (err as NodemeshError).code, err: (err as Error).message }, 'on-disk snapshot not written');
+    }
   }
 
   #readSaved(): SavedSnapshot | undefined {
@@ -118,11 +143,10 @@ export class StreamSource {
       savedAt: new Date(),
       resources: [...this.#inForce.values()],
     };
-    try {
-      writeSnapshot(this.path, saved);
-    } catch (err) {
-      this.#opts.log.error({ path: this.path, code: (err as NodemeshError).code, err: (err as Error).message }, 'on-disk snapshot not written');
-    }
+    this.#unsaved = saved;
+    const wait = this.#lastSave + (this.#opts.saveIntervalMs ?? 5000) - Date.now();
+    if (wait <= 0) this.#save();
+    else this.#saveTimer ??= setTimeout(() => this.#save(), wait).unref();
     this.#waiting?.resolve();
     this.#waiting = undefined;
     return rejections;
