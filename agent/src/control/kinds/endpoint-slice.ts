@@ -64,7 +64,12 @@ function readEndpoints(list: unknown[], errors: FieldErrors): SliceEndpoint[] {
     const addresses = readList(raw.addresses, `${field}.addresses`, errors, 100);
     if (addresses.length === 0) errors.add(`${field}.addresses`, 'must list at least one address');
     // Every address is checked; only the first is used (the others are the same endpoint).
-    const [address] = addresses.map((a, j) => readIPv4(a, `${field}.addresses[${j}]`, errors));
+    const [address] = addresses.map((a, j) => {
+      const ip = readIPv4(a, `${field}.addresses[${j}]`, errors);
+      const problem = ip && forbiddenRange(ip);
+      if (problem) errors.add(`${field}.addresses[${j}]`, `may not be ${problem}, got ${show(ip)}`);
+      return problem ? undefined : ip;
+    });
     const conditions = readObject(raw.conditions, `${field}.conditions`, errors) ?? {};
     const ready = readCondition(conditions.ready, `${field}.conditions.ready`, errors);
     for (const c of ['serving', 'terminating']) readCondition(conditions[c], `${field}.conditions.${c}`, errors);
@@ -73,6 +78,20 @@ function readEndpoints(list: unknown[], errors: FieldErrors): SliceEndpoint[] {
     out.push({ address, ready: ready ?? true });
   });
   return out;
+}
+
+/**
+ * The ranges the Kubernetes API refuses for an endpoint address: the node proxy dials external
+ * endpoints from the node, and must not be pointed at the node's own loopback services (its
+ * admin API among them) or at link-local ones such as a cloud metadata server.
+ */
+function forbiddenRange(ip: string): string | undefined {
+  const [a, b] = ip.split('.').map(Number) as [number, number];
+  if (ip === '0.0.0.0') return 'the unspecified address';
+  if (a === 127) return 'in the loopback range (127.0.0.0/8)';
+  if (a === 169 && b === 254) return 'in the link-local range (169.254.0.0/16)';
+  if (a >= 224 && a <= 239) return 'in the multicast range (224.0.0.0/4)';
+  return undefined;
 }
 
 function readCondition(value: unknown, field: string, errors: FieldErrors): boolean | undefined {

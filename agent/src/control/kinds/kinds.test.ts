@@ -119,6 +119,12 @@ ports: [{ name: sql, port: 5432, protocol: TCP, appProtocol: postgresql }, { nam
       'ports[1].name: duplicate name "sql", already used by ports[0]',
       'ports[1].protocol: must be one of TCP, UDP, SCTP, got "tcp"',
     ]],
+    ['addresses the Kubernetes API refuses: loopback, link-local, unspecified, multicast', 'addressType: IPv4\nendpoints: [{ addresses: [127.0.0.1] }, { addresses: [169.254.169.254] }, { addresses: [0.0.0.0] }, { addresses: [224.0.0.1] }]', [
+      'endpoints[0].addresses[0]: may not be in the loopback range (127.0.0.0/8), got "127.0.0.1"',
+      'endpoints[1].addresses[0]: may not be in the link-local range (169.254.0.0/16), got "169.254.169.254"',
+      'endpoints[2].addresses[0]: may not be the unspecified address, got "0.0.0.0"',
+      'endpoints[3].addresses[0]: may not be in the multicast range (224.0.0.0/4), got "224.0.0.1"',
+    ]],
     ['a bad port name and condition', 'addressType: IPv4\nendpoints: [{ addresses: [192.0.2.1], conditions: { ready: "yes" } }]\nports: [{ name: SQL, port: 5432 }]', [
       'endpoints[0].conditions.ready: must be true or false, got "yes"',
       'ports[0].name: must be a DNS-1123 label (at most 63 characters: lowercase letters, digits and \'-\', starting and ending with a letter or digit), got "SQL"',
