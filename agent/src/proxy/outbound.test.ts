@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { RoundRobin } from '../balance/round-robin.js';
 import { FlowTable } from '../telemetry/flow-table.js';
 import { indexFromYaml, memoryLogger, nodeAndShop } from '../testing/mesh.js';
+import type { MeshEndpointSlice, MeshState } from '../state/model.js';
 import { Inbound } from './inbound.js';
 import { OutboundProxy, type Origin } from './outbound.js';
 import { UpstreamDialer, type TunnelRequest } from './upstream-dial.js';
@@ -57,25 +58,31 @@ kind: Service
 metadata: { name: db, namespace: shop }
 spec: { clusterIP: 10.96.0.13, ports: [{ port: 80 }] }
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: db-1, namespace: shop, labels: { kubernetes.io/service-name: db } }
-addressType: IPv4
-endpoints: [{ addresses: [127.0.0.4] }]
-ports: [{ port: ${backendPort} }]
----
 apiVersion: v1
 kind: Service
 metadata: { name: db-down, namespace: shop }
 spec: { clusterIP: 10.96.0.14, ports: [{ port: 80 }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: db-down-1, namespace: shop, labels: { kubernetes.io/service-name: db-down } }
-addressType: IPv4
-endpoints: [{ addresses: [127.0.0.5] }]
-ports: [{ port: 1 }]
 `;
+
+/**
+ * The endpoints of the selector-less Services db and db-down, outside the mesh. Loopback stands
+ * in for that network too, and validation refuses loopback addresses in a slice (the proxy
+ * must not be pointed at its node's own services): these slices go into the state directly.
+ */
+const withSlices =
+  (backendPort: number) =>
+  (state: MeshState): MeshState => {
+    const slice = (name: string, serviceName: string, address: string, port: number): MeshEndpointSlice => ({
+      namespace: 'shop',
+      name,
+      serviceName,
+      addressType: 'IPv4',
+      endpoints: [{ address, ready: true }],
+      ports: [{ name: '', port, protocol: 'TCP' }],
+    });
+    const slices = [slice('db-1', 'db', '127.0.0.4', backendPort), slice('db-down-1', 'db-down', '127.0.0.5', 1)];
+    return { ...state, endpointSlices: new Map(slices.map((s) => [`shop/${s.name}`, s])) };
+  };
 
 const result = (s: net.Socket) =>
   new Promise<{ data: string; error?: string }>((resolve) => {
@@ -122,7 +129,8 @@ describe('outbound proxy', () => {
     outsider = net.createServer({ allowHalfOpen: true }, serve('outsider'));
     outsider.listen((backend.address() as net.AddressInfo).port, '127.0.0.4');
     await once(outsider, 'listening');
-    const index = indexFromYaml(mesh((backend.address() as net.AddressInfo).port), 'n1');
+    const backendPort = (backend.address() as net.AddressInfo).port;
+    const index = indexFromYaml(mesh(backendPort), 'n1', withSlices(backendPort));
     proxy = new OutboundProxy(
       { detectTimeoutMs: 200 },
       {

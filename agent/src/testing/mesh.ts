@@ -39,8 +39,9 @@ kind: Namespace
 metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }`;
 
 /** Builds the node's index from YAML; every pod cgroup "exists" and has id = its position + 1. */
-export function indexFromYaml(yaml: string, node: string): MeshIndex {
-  const state = applyConfig(null, parseConfig(yaml, 'test.yaml'), { node, cgroupExists: () => true });
+/** `edit` changes the validated state, for what validation would refuse (loopback addresses in an EndpointSlice). */
+export function indexFromYaml(yaml: string, node: string, edit: (state: MeshState) => MeshState = (s) => s): MeshIndex {
+  const state = edit(applyConfig(null, parseConfig(yaml, 'test.yaml'), { node, cgroupExists: () => true }));
   const ids = new Map<string, bigint>();
   return new MeshIndex(state, node, (path) => {
     if (!ids.has(path)) ids.set(path, BigInt(ids.size + 1));
