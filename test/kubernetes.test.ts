@@ -251,6 +251,27 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
     await agent('n1').until('the NACK to clear', async () => ((await status('n1')).config.rejections.length === 0 ? true : undefined));
   });
 
+  it('a Service without a selector is served from its EndpointSlice in the API, and follows it, through incremental updates', async () => {
+    const db = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'shop' }, spec: { clusterIP: '10.96.0.30', ports: [{ port: 80, protocol: 'TCP' }] } };
+    const slice = (pod: string) => ({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'db-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'db' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [tb.podIP(pod)], conditions: { ready: true } }],
+      ports: [{ port: 8080, protocol: 'TCP' }],
+    });
+    const servedBy = (pod: string) => agent('n1').until(`db served by ${pod}`, async () => ((await curl('http://10.96.0.30/')) === pod ? true : undefined), 10_000);
+    api.create(db as never);
+    api.create(slice('web-2') as never);
+    await servedBy('web-2');
+    api.update(slice('web-1') as never);
+    await servedBy('web-1');
+    assert.match(controllerLog, /sent to the agent of node n1: the changes since/, 'the agents got the changes, not their whole view');
+    api.remove(slice('web-1') as never);
+    api.remove(db as never);
+  });
+
   it('survives dropped watches and a 410 Gone: the controller relists and the change still arrives', async () => {
     const lists = api.listRequests('/api/v1/pods');
     const web2 = tb.kubeObjects({ cgroupAnnotations: false }).find((o) => (o as { metadata: { name: string } }).metadata.name === 'web-2') as Doc;
