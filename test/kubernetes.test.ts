@@ -63,8 +63,14 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
         .filter((l) => l.includes(APPLIED))
         .slice(-3)
         .map((l) => (JSON.parse(l) as { version: number }).version);
+      const lines = agent('n1').output.split('\n');
+      const n1 = [
+        ...lines.filter((l) => /config|snapshot|controller/.test(l)).slice(-6),
+        ...lines.filter((l) => /"msg":"(request|connection closed)"/.test(l)).slice(-3),
+        JSON.stringify(((await agent('n1').json<Array<{ name: string; ports: unknown }>>(['services']).catch((e: Error) => [{ name: String(e), ports: [] }])) ?? []).find((x) => x.name === 'web')),
+      ];
       throw new Error(
-        `${(err as Error).message}; last served by ${JSON.stringify(last)}; n1 applied versions ${versions.join(', ')}; open watches ${api.openWatches}; controller:\n${controllerLog.split('\n').slice(-16).join('\n')}`,
+        `${(err as Error).message}; last served by ${JSON.stringify(last)}; n1 applied versions ${versions.join(', ')}; open watches ${api.openWatches}; controller:\n${controllerLog.split('\n').slice(-16).join('\n')}\nn1:\n${n1.join('\n')}`,
         { cause: err },
       );
     }

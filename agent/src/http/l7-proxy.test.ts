@@ -175,6 +175,32 @@ spec: { host: web, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } } }
     assert.deepEqual(Object.fromEntries([...perPod].sort()), { 'web-1': 10, 'web-2': 10, 'web-3': 10 });
   });
 
+  it('balances over the current endpoints after a change, also when a connection opened before it sends the first request', async () => {
+    const roundRobin = `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: web, namespace: shop }
+spec: { host: web, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } } }
+`;
+    setConfig(roundRobin);
+    const send = (agent: http.Agent) =>
+      new Promise<void>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: proxyPort, path: '/', agent }, (res) => res.resume().on('end', resolve)).on('error', reject);
+      });
+    const early = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: redirected('10.96.0.10') });
+    await send(early);
+    // web-3 leaves the Service while that connection stays open; its next request comes first.
+    index = indexFromYaml(BASE.replace('name: web-3, namespace: shop, labels: { app: web,', 'name: web-3, namespace: shop, labels: { app: gone,') + roundRobin, 'n1');
+    l7.update(index);
+    await send(early);
+    early.destroy();
+    seen.length = 0;
+    for (let i = 0; i < 20; i += 1) await send(new http.Agent({ keepAlive: false, localAddress: redirected('10.96.0.10') }));
+    const perPod = new Map<string, number>();
+    for (const s of seen) perPod.set(s.pod, (perPod.get(s.pod) ?? 0) + 1);
+    assert.deepEqual(Object.fromEntries([...perPod].sort()), { 'web-1': 10, 'web-2': 10 });
+  });
+
   it('routes by header to v2, splits 90/10 by weight, answers 404 when no rule matches', async () => {
     setConfig(
       route(

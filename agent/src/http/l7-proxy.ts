@@ -64,7 +64,7 @@ export class L7Proxy {
   readonly #h1: http.Server;
   readonly #connections = new WeakMap<net.Socket, L7Connection>();
   readonly #routes = new WeakMap<MeshIndex, RouteTable>();
-  readonly #clusters = new Map<string, { cluster: Cluster; view: MeshIndex | undefined }>();
+  readonly #clusters = new Map<string, { cluster: Cluster; dest: ServiceDestination | undefined }>();
   readonly #pool = new UpstreamPool();
   readonly #policies: LocalPolicies;
   readonly #random: () => number;
@@ -214,7 +214,8 @@ export class L7Proxy {
     if (ds.gone.aborted) return;
     if (limited) return ds.reply(limited);
 
-    let backend: ServiceDestination | undefined = parent;
+    // The Service as configured now: the connection's own copy is from when it was accepted.
+    let backend: ServiceDestination | undefined = view.serviceDestination(service.namespace, service.name, parent.port.port);
     let rule: RouteRule | undefined;
     let filters: readonly RouteFilter[] = [];
     let authority = ds.authority;
@@ -238,6 +239,8 @@ export class L7Proxy {
         return ds.reply({ status: 500, flag: 'NR', message: `${decision.route.kind} ${objectKey(decision.route.namespace, decision.route.name)}: ${what}` });
       }
     }
+    // The Service went away while this connection stayed open.
+    if (!backend) return ds.reply({ status: 503, flag: 'NR', message: `${objectKey(service.namespace, service.name)} port ${parent.port.port} is no longer configured` });
 
     const body = new RequestBody(ds.body, ds.bodyEmpty);
     info.body = body;
@@ -322,13 +325,14 @@ export class L7Proxy {
     const key = `${clientNamespace}|${name}`;
     let entry = this.#clusters.get(key);
     if (!entry) {
-      entry = { cluster: new Cluster(name), view: undefined };
+      entry = { cluster: new Cluster(name), dest: undefined };
       this.#clusters.set(key, entry);
     }
-    // Endpoints and policy change only with the configuration: once per view, not per request.
-    if (entry.view !== view) {
+    // Endpoints and policy change only with the configuration, and each configuration has its
+    // own destinations: once per destination object, not per request.
+    if (entry.dest !== dest) {
       entry.cluster.update(dest, trafficPolicyFor(view.state, clientNamespace, dest.service, dest.port.port));
-      entry.view = view;
+      entry.dest = dest;
     }
     return entry.cluster;
   }
