@@ -88,6 +88,11 @@ export class AgentProcess {
     await this.waitFor('agent ready', 20_000);
   }
 
+  /** Whether the agent process is running. */
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
   /** Waits until the agent's output contains `text`; fails if the agent exits first. */
   async waitFor(text: string, timeoutMs: number): Promise<void> {
     const child = this.#child;

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { endToEnd, type HeaderMap } from './headers.js';
 import { encodeGrpcMessage, grpcCodeForHttp } from './grpc-status.js';
 import type { LocalReply } from './forwarder.js';
-import type { UpstreamResponse } from './upstream-pool.js';
+import type { UpstreamResponse } from './upstream.js';
 import type { ResponseFlag } from '../telemetry/flow-table.js';
 
 const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;

@@ -11,7 +11,8 @@ import { Cluster } from './cluster.js';
 import { forward, type ForwardPlan, type ForwardResult, type LocalReply, type RetryPolicy } from './forwarder.js';
 import { GrpcCode } from './grpc-status.js';
 import { RequestBody } from './request-body.js';
-import { UpstreamError, UpstreamPool, type Dial, type UpstreamRequest, type UpstreamResponse } from './upstream-pool.js';
+import { UpstreamPool, type Dial } from './upstream-pool.js';
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 // Two endpoints of shop/web (pod IPs 10.1.0.2 and 10.1.0.3, port 8080) that the test's
 // connect() maps to loopback servers on ephemeral ports.

@@ -10,7 +10,8 @@ import type { Endpoint } from '../state/mesh-index.js';
 import type { ResponseFlag } from '../telemetry/flow-table.js';
 import type { Cluster } from './cluster.js';
 import { GrpcCode } from './grpc-status.js';
-import { UpstreamError, type Dial, type UpstreamPool, type UpstreamRequest, type UpstreamResponse } from './upstream-pool.js';
+import type { Dial, UpstreamPool } from './upstream-pool.js';
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface RetryPolicy {
   /** Retries after the first attempt. */

@@ -16,6 +16,7 @@ export interface RequestHead {
 
 export interface ResponseHead {
   status: number;
+  version: '1.0' | '1.1';
   headers: Headers;
 }
 
@@ -56,6 +57,7 @@ export class H1Framer<H> {
   readonly #bodyOf: (head: H) => Body;
   #buf: Buffer = Buffer.alloc(0);
   #state: State = { at: 'head' };
+  #trailers: Headers = [];
 
   constructor(parseHead: (lines: string[]) => H, bodyOf: (head: H) => Body) {
     this.#parseHead = parseHead;
@@ -71,6 +73,11 @@ export class H1Framer<H> {
     const rest = this.#buf;
     this.#buf = Buffer.alloc(0);
     return rest;
+  }
+
+  /** The trailer fields of the last chunked message, once its 'end' was taken. */
+  get trailers(): Headers {
+    return this.#trailers;
   }
 
   /** In a body that the connection's close ends (a response with neither length nor chunks). */
@@ -110,6 +117,7 @@ export class H1Framer<H> {
         const line = this.#line();
         if (!line) return undefined;
         if (line.text === '') this.#state = { at: 'complete' };
+        else this.#trailers.push(...headers([line.text]));
         return { type: 'body', raw: line.raw, content: false };
       }
       case 'until-close':
@@ -129,6 +137,7 @@ export class H1Framer<H> {
       return undefined;
     }
     const raw = this.#take(end + HEAD_END.length);
+    this.#trailers = [];
     const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
     if (lines.some((l) => l.includes('\n') || l.includes('\r'))) throw new H1Error(400, 'bare CR or LF in the head');
     const head = this.#parseHead(lines);
@@ -177,9 +186,9 @@ export function parseRequestHead(lines: string[]): RequestHead {
 }
 
 export function parseResponseHead(lines: string[]): ResponseHead {
-  const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
   if (!m) throw new H1Error(400, `malformed status line ${JSON.stringify((lines[0] ?? '').slice(0, 60))}`);
-  return { status: Number(m[1]), headers: headers(lines.slice(1)) };
+  return { status: Number(m[2]), version: m[1] === '0' ? '1.0' : '1.1', headers: headers(lines.slice(1)) };
 }
 
 export function values(h: Headers, name: string): string[] {

@@ -28,7 +28,8 @@ import type { RequestObserver, RequestRecord } from '../telemetry/request-record
 import type { RequestTracer } from '../telemetry/tracing.js';
 import { RequestBody } from './request-body.js';
 import { pickBackend, RouteTable } from './route-table.js';
-import { UpstreamError, UpstreamPool, type Dial, type UpstreamRequest } from './upstream-pool.js';
+import { UpstreamPool, type Dial } from './upstream-pool.js';
+import { UpstreamError, type UpstreamRequest } from './upstream.js';
 
 type MirrorFilter = Extract<RouteFilter, { type: 'RequestMirror' }>;
 

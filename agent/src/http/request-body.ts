@@ -2,7 +2,15 @@
 // and to a mirror. The body streams to the current attempt as it arrives (gRPC streaming
 // calls must not wait for the end) and a copy is kept up to a limit, as Envoy's
 // per-request buffer does; past the limit the body can no longer be replayed.
-import { Readable, type Writable } from 'node:stream';
+import { Readable } from 'node:stream';
+
+/** Where an attempt's body goes: an HTTP/2 stream or an HTTP/1.1 exchange. */
+export interface BodySink {
+  write(chunk: Buffer): boolean;
+  end(): void;
+  on(event: 'drain', fn: () => void): unknown;
+  off(event: 'drain', fn: () => void): unknown;
+}
 
 /** Envoy's default per_request_buffer_limit_bytes for retries and mirrors is in this range. */
 export const REPLAY_LIMIT = 64 * 1024;
@@ -14,7 +22,7 @@ export class RequestBody {
   #size = 0;
   #overflow = false;
   #ended = false;
-  #sink?: Writable;
+  #sink?: BodySink;
   readonly #onDrain = () => this.#source.resume();
   #whenComplete: Array<(body: Buffer) => void> = [];
 
@@ -59,7 +67,7 @@ export class RequestBody {
   }
 
   /** Sends the body to `sink` from the start (what was kept, then the rest as it arrives). */
-  attach(sink: Writable): void {
+  attach(sink: BodySink): void {
     this.detach();
     for (const chunk of this.#chunks) sink.write(chunk);
     if (this.#ended) {

@@ -5,7 +5,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { RequestBody } from './request-body.js';
-import { UpstreamError, UpstreamPool, type Dial, type PoolLimits, type UpstreamRequest, type UpstreamResponse } from './upstream-pool.js';
+import { UpstreamPool, type Dial, type PoolLimits } from './upstream-pool.js';
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 const LIMITS: PoolLimits = { idleTimeoutMs: 10_000 };
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;

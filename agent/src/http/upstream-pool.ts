@@ -1,51 +1,15 @@
 // Upstream connections of the L7 proxy, pooled per (source pod, endpoint, protocol): HTTP/1.1
-// keep-alive connections (one request at a time each) and one multiplexed HTTP/2 session per
-// endpoint (gRPC streams share it). A connection is an HBONE tunnel or an in-process inbound
-// stream from the dialer; what fails before a request was sent is a connect failure the
-// forwarder may retry anywhere, what fails after is a reset.
-import http from 'node:http';
+// keep-alive connections (one request at a time each, h1-connection.ts) and one multiplexed
+// HTTP/2 session per endpoint (gRPC streams share it). A connection is an HBONE tunnel or an
+// in-process inbound stream from the dialer; what fails before a request was sent is a connect
+// failure the forwarder may retry anywhere, what fails after is a reset.
 import http2 from 'node:http2';
-import type { Duplex, Readable } from 'node:stream';
-import type { ResponseFlag } from '../telemetry/flow-table.js';
+import type { Duplex } from 'node:stream';
 import { endToEnd, type HeaderMap } from './headers.js';
-import type { RequestBody } from './request-body.js';
+import { H1Connection, type H1Owner } from './h1-connection.js';
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 const { NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
-
-export type FailureKind = 'connect' | 'reset' | 'refused-stream' | 'timeout';
-
-/** Why an attempt got no response head. */
-export class UpstreamError extends Error {
-  constructor(
-    readonly kind: FailureKind,
-    message: string,
-    readonly flag: ResponseFlag,
-    /** The status the destination refused with (e.g. 403 from its authorization). */
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
-
-export interface UpstreamResponse {
-  status: number;
-  headers: HeaderMap;
-  /** Ends when the response does; errors when the upstream resets it. */
-  body: Readable;
-  /** The response has no body (HEAD, 204, gRPC trailers-only). */
-  endStream: boolean;
-  /** Trailers, once the body has ended. */
-  trailers(): HeaderMap;
-}
-
-export interface UpstreamRequest {
-  method: string;
-  /** Path with query. */
-  path: string;
-  authority: string;
-  headers: HeaderMap;
-  body: RequestBody;
-}
 
 export interface Attempt {
   response: Promise<UpstreamResponse>;
@@ -71,11 +35,31 @@ interface H2Entry {
 }
 
 export class UpstreamPool {
-  readonly #agents = new Map<string, http.Agent>();
+  /** Idle HTTP/1.1 connections by key, the most recently used last. */
+  readonly #idleH1 = new Map<string, H1Connection[]>();
+  /** Every open HTTP/1.1 connection, with its key. */
+  readonly #h1 = new Map<H1Connection, string>();
+  readonly #retired = new WeakSet<H1Connection>();
   readonly #sessions = new Map<string, H2Entry>();
-  readonly #idle = new WeakMap<Duplex, NodeJS.Timeout>();
-  readonly #uses = new WeakMap<object, number>();
-  readonly #retired = new WeakSet<http.Agent>();
+  readonly #owner: H1Owner = {
+    idle: (conn) => {
+      const key = this.#h1.get(conn);
+      if (key === undefined || this.#retired.has(conn)) return conn.destroy();
+      let list = this.#idleH1.get(key);
+      if (!list) this.#idleH1.set(key, (list = []));
+      list.push(conn);
+      conn.idleTimer = setTimeout(() => conn.destroy(), conn.idleTimeoutMs);
+      conn.idleTimer.unref();
+    },
+    closed: (conn) => {
+      const key = this.#h1.get(conn);
+      this.#h1.delete(conn);
+      const list = key === undefined ? undefined : this.#idleH1.get(key);
+      const i = list?.indexOf(conn) ?? -1;
+      if (i >= 0) list!.splice(i, 1);
+      if (list?.length === 0) this.#idleH1.delete(key!);
+    },
+  };
 
   /** key identifies (source pod, endpoint); dial is used when no pooled connection is free. */
   send(protocol: 'h1' | 'h2', key: string, dial: Dial, req: UpstreamRequest, limits: PoolLimits): Attempt {
@@ -84,17 +68,12 @@ export class UpstreamPool {
 
   /** Upstream connections open now, for status views. */
   get size(): { h1: number; h2: number } {
-    let h1 = 0;
-    for (const a of this.#agents.values()) {
-      for (const list of [...Object.values(a.sockets), ...Object.values(a.freeSockets)]) h1 += list?.length ?? 0;
-    }
-    return { h1, h2: this.#sessions.size };
+    return { h1: this.#h1.size, h2: this.#sessions.size };
   }
 
   close(): void {
-    for (const agent of this.#agents.values()) agent.destroy();
+    for (const conn of [...this.#h1.keys()]) conn.destroy();
     for (const entry of this.#sessions.values()) void entry.session.then((s) => s.destroy(), () => {});
-    this.#agents.clear();
     this.#sessions.clear();
   }
 
@@ -103,80 +82,53 @@ export class UpstreamPool {
    * the policies of its time, so a policy change must not ride on it. Requests in flight finish.
    */
   retireAll(): void {
-    for (const agent of this.#agents.values()) {
-      this.#retired.add(agent);
-      for (const list of Object.values(agent.freeSockets)) for (const socket of list ?? []) socket.destroy();
-    }
+    for (const conn of this.#h1.keys()) this.#retired.add(conn);
+    for (const list of [...this.#idleH1.values()]) for (const conn of [...list]) conn.destroy();
     for (const entry of this.#sessions.values()) void entry.session.then((s) => s.close(), () => {});
-    this.#agents.clear();
     this.#sessions.clear();
   }
 
   #sendH1(key: string, dial: Dial, req: UpstreamRequest, limits: PoolLimits): Attempt {
-    const agent = this.#agent(key, dial, limits.idleTimeoutMs);
-    const headers: HeaderMap = { ...req.headers, host: req.authority };
-    // Node's server already answered 100-continue to the client.
-    delete headers.expect;
-    const creq = http.request({ agent, method: req.method, path: req.path, headers, setHost: false });
     const asked = performance.now();
     let connectMs = 0;
-    creq.on('socket', (socket) => {
+    let cancelled: UpstreamError | undefined;
+    let exchange: ReturnType<H1Connection['exchange']> | undefined;
+    const start = (conn: H1Connection): Promise<UpstreamResponse> => {
+      clearTimeout(conn.idleTimer);
+      conn.idleTimeoutMs = limits.idleTimeoutMs;
       connectMs = performance.now() - asked;
-      clearTimeout(this.#idle.get(socket));
-      const uses = (this.#uses.get(socket) ?? 0) + 1;
-      this.#uses.set(socket, uses);
-      if (limits.maxRequestsPerConnection !== undefined && uses >= limits.maxRequestsPerConnection) creq.shouldKeepAlive = false;
-    });
-    const response = new Promise<UpstreamResponse>((resolve, reject) => {
-      creq.once('response', (res) => {
-        resolve({
-          status: res.statusCode ?? 502,
-          headers: endToEnd(res.headers),
-          body: res,
-          endStream: false,
-          trailers: () => endToEnd(res.trailers),
-        });
-      });
-      creq.once('error', (err) => reject(asUpstreamError(err)));
-    });
-    if (req.body.empty) creq.end();
-    else req.body.attach(creq);
+      const last = limits.maxRequestsPerConnection !== undefined && conn.uses + 1 >= limits.maxRequestsPerConnection;
+      exchange = conn.exchange(req, last);
+      return exchange.response;
+    };
+    const pooled = this.#idleH1.get(key)?.pop();
+    const response = pooled
+      ? start(pooled)
+      : dial().then(
+          (stream) => {
+            const conn = new H1Connection(stream, this.#owner);
+            this.#h1.set(conn, key);
+            conn.idleTimeoutMs = limits.idleTimeoutMs;
+            // Given up while dialing: the fresh connection serves the next request instead.
+            if (cancelled) {
+              this.#owner.idle(conn);
+              throw cancelled;
+            }
+            return start(conn);
+          },
+          (err: unknown) => {
+            throw asUpstreamError(err);
+          },
+        );
     return {
       response,
       cancel: () => {
         req.body.detach();
-        creq.destroy(new UpstreamError('timeout', 'attempt cancelled', 'UT'));
+        cancelled = new UpstreamError('timeout', 'attempt cancelled', 'UT');
+        exchange?.cancel(cancelled);
       },
       connectMs: () => connectMs,
     };
-  }
-
-  #agent(key: string, dial: Dial, idleTimeoutMs: number): http.Agent {
-    let agent = this.#agents.get(key);
-    if (agent) return agent;
-    agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-    // Node's Agent takes an asynchronous connection factory through the callback form.
-    (agent as unknown as { createConnection: unknown }).createConnection = (_opts: unknown, done: (err: Error | null, s?: Duplex) => void) => {
-      dial().then(
-        (stream) => {
-          // As a TCP socket without allowHalfOpen: the upstream's FIN (a pod closing an idle
-          // keep-alive connection) ends our side too, so the Agent drops the connection
-          // instead of handing a half-closed tunnel to the next request.
-          stream.once('end', () => stream.end());
-          done(null, socketLike(stream));
-        },
-        (err: unknown) => done(asUpstreamError(err)),
-      );
-      return undefined;
-    };
-    agent.on('free', (socket: Duplex) => {
-      if (this.#retired.has(agent as http.Agent)) return void socket.destroy();
-      const timer = setTimeout(() => socket.destroy(), idleTimeoutMs);
-      timer.unref();
-      this.#idle.set(socket, timer);
-    });
-    this.#agents.set(key, agent);
-    return agent;
   }
 
   #sendH2(key: string, dial: Dial, req: UpstreamRequest, limits: PoolLimits): Attempt {
