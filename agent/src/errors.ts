@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'NM_ERR_BPF_PIN'
   | 'NM_ERR_BPF_MAP'
   | 'NM_ERR_NETNS'
+  | 'NM_ERR_NATIVE_SOCKETPAIR'
   | 'NM_ERR_NETNS_NOT_FOUND'
   | 'NM_ERR_PROXY_LISTEN'
   | 'NM_ERR_ADMIN_LISTEN'

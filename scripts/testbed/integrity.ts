@@ -55,7 +55,9 @@ const SERVICES: ServiceRow[] = [
   h1('l7-same', '10.96.9.4', 'a1', 'http'),
   h1('l7-cross', '10.96.9.5', 'b1', 'http'),
   h1('l7-cross-retry-mirror', '10.96.9.6', 'b1', 'http'),
+  { name: 'l7-same-h2', ip: '10.96.9.7', pod: 'a1', port: 80, appProtocol: 'http2', protocol: 'h2', variants: [FAULTS] },
   { name: 'l7-cross-h2', ip: '10.96.9.8', pod: 'b1', port: 80, appProtocol: 'http2', protocol: 'h2', variants: [FAULTS] },
+  { name: 'grpc-same', ip: '10.96.9.9', pod: 'a1', port: 9090, appProtocol: 'grpc', protocol: 'grpc', variants: [FAULTS] },
   { name: 'grpc-cross', ip: '10.96.9.10', pod: 'b1', port: 9090, appProtocol: 'grpc', protocol: 'grpc', variants: [FAULTS] },
 ];
 

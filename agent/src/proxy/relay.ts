@@ -14,11 +14,22 @@ export interface RelayResult {
   error?: NodeJS.ErrnoException;
 }
 
-/** A TCP reset for a socket; RST_STREAM (through destroy with an error) for a tunnel stream. */
+/**
+ * A TCP reset for a TCP socket; for a tunnel stream (RST_STREAM) or an in-process socket pair,
+ * a destroy with ECONNRESET, which their readers take as a reset.
+ */
 export function reset(end: Duplex): void {
   if (end.destroyed) return;
-  if (end instanceof net.Socket) end.resetAndDestroy();
-  else end.destroy(Object.assign(new Error('peer reset the connection'), { code: 'ECONNRESET' }));
+  if (end instanceof net.Socket) {
+    try {
+      end.resetAndDestroy();
+      return;
+    } catch (err) {
+      // Only TCP can send a reset; a unix socket throws ERR_INVALID_HANDLE_TYPE.
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_INVALID_HANDLE_TYPE') throw err;
+    }
+  }
+  end.destroy(Object.assign(new Error('peer reset the connection'), { code: 'ECONNRESET' }));
 }
 
 /** Sockets must have been created with allowHalfOpen: true. Resolves once both ends are closed. */

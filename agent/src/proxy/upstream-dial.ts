@@ -10,6 +10,8 @@ import type { Endpoint, LocalPod, MeshIndex } from '../state/mesh-index.js';
 import { authorizationOf, flagForStatus, type Authorization, type ResponseFlag, type Security } from '../telemetry/flow-table.js';
 import { PROTOCOL_HEADER, formatProtocol } from './hbone-protocol.js';
 import type { InboundRequest, InboundResult } from './inbound.js';
+import { socketPair } from '../../../native/socketpair.js';
+import { relay } from './relay.js';
 import { tcpConnect } from './tcp-connect.js';
 
 export interface TunnelRequest {
@@ -85,7 +87,7 @@ export class UpstreamDialer {
         forwardedFor: sourceIP,
         ...(protocol ? { headers: { [PROTOCOL_HEADER]: formatProtocol(protocol) } } : {}),
       });
-      return { stream };
+      return { stream: protocol === 'h2' ? overKernelSocket(stream) : stream };
     } catch (err) {
       const status = (err as { status?: number }).status;
       if (status === 403) report.authorization = { allowed: false, reason: (err as Error).message };
@@ -104,4 +106,15 @@ export class UpstreamDialer {
         : { flag: 'UF', reason: `${where}: ${code}` };
     }
   }
+}
+
+/**
+ * The pool's HTTP/2 session runs over a kernel socket whose other end is relayed to the
+ * tunnel: over the tunnel stream itself Node would run it through JSStreamSocket (one write in
+ * flight, completed on the next turn of the loop), where concurrent streams stall each other.
+ */
+function overKernelSocket(tunnel: Duplex): Duplex {
+  const [near, far] = socketPair();
+  void relay(tunnel, far);
+  return near;
 }
