@@ -404,6 +404,15 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
       const both = await http([`http://${vip}/public/a`, `http://${vip}/private`, `http://${vip}/public/b`]);
       assert.deepEqual(both.map((r) => r.status), [200, 403, 200]);
     }
+    // A client that sends nothing (a server-first protocol) is decided at L4 once the
+    // destination's detection wait (--protocol-detect-timeout, 500 ms) ends, not after 10 s.
+    const silent = [
+      `const s = require('net').connect(80, '10.96.0.11'); const t = Date.now();`,
+      `s.on('error', () => {}); s.on('close', () => { console.log(Date.now() - t); process.exit(0); });`,
+      `setTimeout(() => { console.log('open'); process.exit(0); }, 8000);`,
+    ].join(' ');
+    const waited = await tb.exec({ pod: 'client' }, [process.execPath, '-e', silent], { timeoutMs: 15_000 });
+    assert.ok(Number(waited.stdout) < 4000, `a silent connection was decided after ${waited.stdout.trim()} ms`);
     const remote = (await flows('n2')).find((f) => f.direction === 'inbound' && f.authorization?.allowed === false);
     assert.match(remote?.authorization?.reason ?? '', /no ALLOW policy matched \(shop\/allow-public-web-remote\)/);
     assert.equal(remote?.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');

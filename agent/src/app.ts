@@ -156,7 +156,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   // at the destination), goes to metrics (unless off), the access log, top, tap and (as the
   // destination's SERVER spans) tracing.
   const observers = [...(requestMetrics ? [requestMetrics] : []), accessLog, requestStats, taps, ...(tracing ? [tracing] : [])];
-  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, log, observers });
+  const inbound = new Inbound({ index: view, connectTimeoutMs: settings.connectTimeoutMs, detectTimeoutMs: settings.detectTimeoutMs, log, observers });
   const hboneClient = new HboneClient({
     credentials: (identity) => certs.credentials(identity),
     verifyServer: (nodeName, cert) => verifyNode(nodeName, cert, settings.trustDomain),

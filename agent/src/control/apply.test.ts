@@ -192,6 +192,17 @@ spec: { clusterIP: None, ports: [{ port: 5432 }] }
     }]);
   });
 
+  it('keeps the last good version of a resource whose apiVersion becomes wrong', () => {
+    const first = apply(null, GOOD);
+    assert.equal(first.namespaces.get('demo')?.enrolled, true);
+    for (const bad of ['v2', '1']) {
+      const next = apply(first, file(NODES, NAMESPACE.replace('apiVersion: v1', `apiVersion: ${bad}`), pod('web-1'), service(80)));
+      assert.equal(next.rejections[0]?.field, 'apiVersion');
+      assert.equal(next.namespaces.get('demo')?.enrolled, true, `the namespace stays enrolled with apiVersion ${bad}`);
+      assert.equal(next.version, 1, 'nothing accepted changed');
+    }
+  });
+
   it('names the apiVersion when the kind exists under another one', () => {
     const state = apply(null, 'apiVersion: apps/v1\nkind: Pod\nmetadata: { name: p }\n');
     assert.equal(state.rejections[0]?.field, 'apiVersion');

@@ -6,8 +6,8 @@ import { isDeepStrictEqual } from 'node:util';
 import type { MeshState, Rejection } from '../state/model.js';
 import type { ConfigDocument } from './config-docs.js';
 import { FieldErrors, isObj, show } from './fields.js';
-import { ACCEPTED_KINDS, isKnownKindName, lookupKind } from './kinds/index.js';
-import { readMetadata, type CollectionName, type Collections, type ValidationContext } from './resource.js';
+import { ACCEPTED_KINDS, kindNamed, lookupKind } from './kinds/index.js';
+import { readMetadata, type AnyKindValidator, type CollectionName, type Collections, type ValidationContext } from './resource.js';
 
 export interface ApplyOptions {
   /** This agent's node name. */
@@ -46,6 +46,11 @@ export function applyConfig(
   const rejections: Rejection[] = [];
   const seen = new Map<string, string>();
 
+  const keepLastGood = (kind: AnyKindValidator, identity: { key: string } | undefined): void => {
+    const lastGood = identity && previous?.[kind.collection].get(identity.key);
+    if (lastGood) (next[kind.collection] as Map<string, typeof lastGood>).set(identity.key, lastGood);
+  };
+
   for (const doc of docs) {
     const { value, origin } = doc;
     if (!isObj(value)) {
@@ -55,11 +60,14 @@ export function applyConfig(
     const { apiVersion, kind: kindName } = value;
     const kind = typeof apiVersion === 'string' && typeof kindName === 'string' ? lookupKind(apiVersion, kindName) : undefined;
     if (!kind) {
+      const named = kindNamed(kindName);
       rejections.push({
         resource: `${String(kindName)} ${nameOf(value.metadata) ?? `(${origin})`}`,
-        field: typeof kindName === 'string' && isKnownKindName(kindName) ? 'apiVersion' : 'kind',
+        field: named ? 'apiVersion' : 'kind',
         reason: `unknown kind ${String(apiVersion)} ${String(kindName)}; accepted: ${ACCEPTED_KINDS}`,
       });
+      // A known kind under a wrong apiVersion is that resource, rejected: its last good version stays.
+      if (named) keepLastGood(named, readMetadata(value, named, new FieldErrors()).identity);
       continue;
     }
 
@@ -81,8 +89,7 @@ export function applyConfig(
       continue;
     }
     for (const e of errors.list) rejections.push({ resource, ...e });
-    const lastGood = identity && previous?.[kind.collection].get(identity.key);
-    if (lastGood) (next[kind.collection] as Map<string, typeof lastGood>).set(identity.key, lastGood);
+    keepLastGood(kind, identity);
   }
 
   addImplicitNamespaces(next);

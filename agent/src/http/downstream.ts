@@ -55,6 +55,38 @@ function grpcStatusOf(headers: HeaderMap | undefined): number | undefined {
 
 const TEXT = 'text/plain; charset=utf-8';
 
+/**
+ * Why an HTTP/1.1 request must be answered 400 before anything else (RFC 9112 §3.2): no Host
+ * in HTTP/1.1, or more than one. Node's own check answers 400 but still serves a request
+ * pipelined behind it, so the proxy checks itself and closes the connection.
+ */
+export function malformedH1(req: IncomingMessage): string | undefined {
+  const hosts = req.headersDistinct.host?.length ?? 0;
+  if (hosts > 1) return 'more than one Host header';
+  if (hosts === 0 && req.httpVersion === '1.1') return 'missing Host header';
+  return undefined;
+}
+
+/** Path and authority; an absolute-form target (`GET http://echo/x`) gives both (RFC 9112 §3.2.2). */
+function requestTarget(req: IncomingMessage): { path: string; authority: string } {
+  const url = req.url ?? '/';
+  const absolute = /^https?:\/\/([^/?#]*)(.*)$/i.exec(url);
+  if (!absolute) return { path: url, authority: req.headers.host ?? '' };
+  const rest = absolute[2] ?? '';
+  return { path: rest.startsWith('/') ? rest : `/${rest}`, authority: absolute[1] ?? '' };
+}
+
+/** Request headers with a repeated field kept as separate values, as it arrived. */
+function distinctHeaders(req: IncomingMessage): HeaderMap {
+  const out: HeaderMap = Object.create(null) as HeaderMap;
+  const all = req.headersDistinct;
+  for (const name in all) {
+    const values = all[name]!;
+    out[name] = values.length === 1 ? values[0]! : values;
+  }
+  return out;
+}
+
 export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstream {
   const gone = new AbortController();
   res.once('close', () => {
@@ -63,12 +95,13 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
   const bodyEmpty = req.headers['transfer-encoding'] === undefined && Number(req.headers['content-length'] ?? 0) === 0;
   if (bodyEmpty) req.resume();
   const seen: Outcome = { status: 0, bytes: 0, flag: '-' };
+  const target = requestTarget(req);
   return {
     protocol: 'h1',
     method: req.method ?? 'GET',
-    path: req.url ?? '/',
-    authority: req.headers.host ?? '',
-    headers: endToEnd(req.headers),
+    path: target.path,
+    authority: target.authority,
+    headers: endToEnd(distinctHeaders(req)),
     grpc: false,
     body: req,
     bodyEmpty,

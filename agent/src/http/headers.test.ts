@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { endToEnd, forwardHeaders, type HeaderMap } from './headers.js';
+import { endToEnd, forwardHeaders, shadowAuthority, type HeaderMap } from './headers.js';
 
 describe('endToEnd', () => {
   it('drops hop-by-hop headers and keeps the end-to-end ones, arrays included', () => {
@@ -97,5 +97,14 @@ describe('forwardHeaders', () => {
     const tls: HeaderMap = { 'x-forwarded-proto': 'https' };
     forwardHeaders(tls, '10.0.0.7');
     assert.equal(tls['x-forwarded-proto'], 'https');
+  });
+});
+
+describe('shadowAuthority', () => {
+  it('puts -shadow on the host, before the port, as Envoy does (envoyproxy/envoy#2595)', () => {
+    assert.equal(shadowAuthority('echo-v2:7070'), 'echo-v2-shadow:7070');
+    assert.equal(shadowAuthority('echo-v2'), 'echo-v2-shadow');
+    assert.equal(shadowAuthority('10.96.0.13'), '10.96.0.13-shadow');
+    assert.equal(shadowAuthority('10.96.0.13:8080'), '10.96.0.13-shadow:8080');
   });
 });

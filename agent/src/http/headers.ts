@@ -57,3 +57,9 @@ export function first(value: string | string[] | undefined): string | undefined 
 export function joined(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
+
+/** A mirrored request's authority, as Envoy marks it: `-shadow` on the host, before any port. */
+export function shadowAuthority(authority: string): string {
+  const port = /:\d+$/.exec(authority);
+  return port ? `${authority.slice(0, port.index)}-shadow${port[0]}` : `${authority}-shadow`;
+}

@@ -56,6 +56,7 @@ interface Seen {
   method: string;
   path: string;
   headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
 }
 
 describe('L7 outbound proxy (loopback)', () => {
@@ -102,7 +103,7 @@ describe('L7 outbound proxy (loopback)', () => {
   before(async () => {
     for (const [i, name] of ['web-1', 'web-2', 'web-3'].entries()) {
       const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-        seen.push({ pod: name, method: req.method ?? '', path: req.url ?? '', headers: req.headers as http.IncomingHttpHeaders });
+        seen.push({ pod: name, method: req.method ?? '', path: req.url ?? '', headers: req.headers as http.IncomingHttpHeaders, rawHeaders: req.rawHeaders });
         let n = 0;
         req.on('data', (c: Buffer) => (n += c.length));
         req.on('end', () => {
@@ -118,7 +119,7 @@ describe('L7 outbound proxy (loopback)', () => {
       await Promise.all([once(h1, 'listening'), once(h2, 'listening')]);
       servers.push(h1, h2);
     }
-    const inbound = new Inbound({ index: () => index, connectTimeoutMs: 2000, log, observers });
+    const inbound = new Inbound({ index: () => index, connectTimeoutMs: 2000, detectTimeoutMs: 300, log, observers });
     const dialer = new UpstreamDialer({
       hbonePort: 15008,
       connectTimeoutMs: 2000,
@@ -321,6 +322,46 @@ spec: { clusterIP: 10.96.0.15, selector: { app: web }, ports: [{ port: 80, targe
     await once(s, 'close');
     assert.match(data, /^HTTP\/1\.1 400/);
     assert.equal((await get('10.96.0.10', '/')).status, 200);
+  });
+
+  /** Sends raw bytes on one redirected connection; resolves with all it got once closed. */
+  const raw = async (bytes: string): Promise<string> => {
+    const s = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: redirected('10.96.0.10') });
+    let data = '';
+    s.on('data', (c: Buffer) => (data += c.toString()));
+    s.write(bytes);
+    await once(s, 'close');
+    return data;
+  };
+
+  it('answers 400 to two Host headers or none, and serves nothing pipelined behind it', async () => {
+    seen.length = 0;
+    for (const first of ['GET /first HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n', 'GET /first HTTP/1.1\r\n\r\n']) {
+      const data = await raw(`${first}GET /second HTTP/1.1\r\nhost: web.shop\r\n\r\n`);
+      assert.match(data, /^HTTP\/1\.1 400/);
+      assert.equal(data.match(/HTTP\/1\.1 /g)?.length, 1, data);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(seen.map((x) => x.path), [], 'no request reached a backend');
+  });
+
+  it('routes an absolute-form request target by its path and authority', async () => {
+    setConfig(route('web-api', 'web', `    - matches: [{ path: { type: PathPrefix, value: /api } }]
+      backendRefs: [{ name: web-v2, port: 80 }]`));
+    seen.length = 0;
+    const data = await raw('GET http://web.shop/api/x?y=1 HTTP/1.1\r\nhost: web.shop\r\nconnection: close\r\n\r\n');
+    assert.match(data, /^HTTP\/1\.1 200/);
+    assert.equal(seen.at(-1)?.path, '/api/x?y=1');
+    assert.equal(seen.at(-1)?.headers.host, 'web.shop');
+  });
+
+  it('keeps a repeated request header as separate fields', async () => {
+    setConfig();
+    seen.length = 0;
+    await raw('GET / HTTP/1.1\r\nhost: web.shop\r\nx-multi: a\r\nx-multi: b\r\nconnection: close\r\n\r\n');
+    const raws = seen.at(-1)?.rawHeaders ?? [];
+    const values = raws.filter((_, i) => i % 2 === 1 && raws[i - 1]?.toLowerCase() === 'x-multi');
+    assert.deepEqual(values, ['a', 'b']);
   });
 
   it('tells the destination its protocol: each request is recorded once by each reporter, with the same status', async () => {

@@ -17,10 +17,10 @@ import { authorizationChanged } from '../policy/index.js';
 import { trafficPolicyFor } from '../state/traffic.js';
 import { Cluster } from './cluster.js';
 import type { HttpProtocol } from './detect.js';
-import { h1Downstream, h2Downstream, type Downstream } from './downstream.js';
+import { h1Downstream, h2Downstream, malformedH1, type Downstream } from './downstream.js';
 import { applyHeaderModifier, redirectLocation, rewriteUrl } from './filters.js';
 import { DEFAULT_RETRY, forward, type LocalReply, type RetryPolicy } from './forwarder.js';
-import { first, forwardHeaders, type HeaderMap } from './headers.js';
+import { first, forwardHeaders, shadowAuthority, type HeaderMap } from './headers.js';
 import { grpcTimeoutMs } from './grpc-status.js';
 import { LocalPolicies, type PolicyTarget } from './local-policies.js';
 import { flowEndpoint } from '../telemetry/flow-table.js';
@@ -76,10 +76,18 @@ export class L7Proxy {
     this.#deps = deps;
     this.#random = deps.random ?? Math.random;
     this.#policies = new LocalPolicies({ random: this.#random });
-    this.#h1 = http.createServer({ keepAliveTimeout: CLIENT_IDLE_MS, requestTimeout: 0 });
+    this.#h1 = http.createServer({ keepAliveTimeout: CLIENT_IDLE_MS, requestTimeout: 0, requireHostHeader: false });
     this.#h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const conn = this.#connections.get(req.socket);
-      if (conn) void this.#handle(conn, h1Downstream(req, res));
+      // After a 400 the connection serves nothing more, not even requests pipelined behind it.
+      if (!conn) return;
+      const malformed = malformedH1(req);
+      if (malformed) {
+        this.#connections.delete(req.socket);
+        res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' });
+        return void res.end(`Bad Request: ${malformed}`);
+      }
+      void this.#handle(conn, h1Downstream(req, res));
     });
     this.#h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.#tunnel(req, socket, head));
     this.#h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.#tunnel(req, socket, head));
@@ -351,7 +359,7 @@ export class L7Proxy {
       void forward(this.#pool, {
         cluster,
         protocol: ds.protocol,
-        request: { ...request, authority: `${request.authority}-shadow`, headers, body: RequestBody.of(bytes) },
+        request: { ...request, authority: shadowAuthority(request.authority), headers, body: RequestBody.of(bytes) },
         retry: { ...DEFAULT_RETRY, retries: 0 },
         connect: (endpoint) => this.#connect(conn, view, endpoint, ds.protocol),
         signal: AbortSignal.timeout(MIRROR_TIMEOUT_MS),

@@ -47,8 +47,9 @@ export type InboundResult =
 export interface InboundDeps {
   index(): MeshIndex;
   connectTimeoutMs: number;
-  /** How long the L7 path waits for a source's first bytes before deciding at L4 (default 10 s). */
-  detectTimeoutMs?: number;
+  /** How long the L7 path waits for a source's first bytes before deciding at L4
+   * (--protocol-detect-timeout). */
+  detectTimeoutMs: number;
   log: Logger;
   /** Told of every HTTP request served here (metrics, access log, tap). */
   observers?: readonly RequestObserver[];

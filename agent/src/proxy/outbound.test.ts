@@ -143,7 +143,7 @@ describe('outbound proxy', () => {
           spiffe: `spiffe://cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
           principal: `cluster.local/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
         }),
-        inbound: new Inbound({ index: () => index, connectTimeoutMs: 2000, log }),
+        inbound: new Inbound({ index: () => index, connectTimeoutMs: 2000, detectTimeoutMs: 200, log }),
         // The other node's pod sits behind a tunnel that refuses, as a node whose pod is down would.
         tunnels: {
           connect: async (req: TunnelRequest) => {

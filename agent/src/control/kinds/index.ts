@@ -34,5 +34,5 @@ export function lookupKind(apiVersion: string, kind: string): AnyKindValidator |
 /** "v1 Node, v1 Namespace, ...", for the message that refuses an unknown kind. */
 export const ACCEPTED_KINDS = KINDS.map((k) => `${k.apiVersion} ${k.kind}`).join(', ');
 
-/** True when some accepted kind has this name (then it is the apiVersion that is wrong). */
-export const isKnownKindName = (kind: string): boolean => KINDS.some((k) => k.kind === kind);
+/** The accepted kind of this name, whatever its apiVersion (then it is the apiVersion that is wrong). */
+export const kindNamed = (kind: unknown): AnyKindValidator | undefined => KINDS.find((k) => k.kind === kind);
