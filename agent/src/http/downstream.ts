@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { endToEnd, type HeaderMap } from './headers.js';
+import { endToEnd, fromRaw, type HeaderMap } from './headers.js';
 import { encodeGrpcMessage, grpcCodeForHttp } from './grpc-status.js';
 import type { LocalReply } from './forwarder.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -76,17 +76,6 @@ function requestTarget(req: IncomingMessage): { path: string; authority: string 
   return { path: rest.startsWith('/') ? rest : `/${rest}`, authority: absolute[1] ?? '' };
 }
 
-/** Request headers with a repeated field kept as separate values, as it arrived. */
-function distinctHeaders(req: IncomingMessage): HeaderMap {
-  const out: HeaderMap = Object.create(null) as HeaderMap;
-  const all = req.headersDistinct;
-  for (const name in all) {
-    const values = all[name]!;
-    out[name] = values.length === 1 ? values[0]! : values;
-  }
-  return out;
-}
-
 export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstream {
   const gone = new AbortController();
   res.once('close', () => {
@@ -101,7 +90,7 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
     method: req.method ?? 'GET',
     path: target.path,
     authority: target.authority,
-    headers: endToEnd(distinctHeaders(req)),
+    headers: endToEnd(fromRaw(req.rawHeaders)),
     grpc: false,
     body: req,
     bodyEmpty,
@@ -142,7 +131,7 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
   };
 }
 
-export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): Downstream {
+export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]): Downstream {
   const gone = new AbortController();
   stream.on('error', () => {});
   stream.once('close', () => {
@@ -162,7 +151,7 @@ export function h2Downstream(stream: http2.ServerHttp2Stream, headers: http2.Inc
     method: String(headers[':method'] ?? 'GET'),
     path: String(headers[':path'] ?? '/'),
     authority: String(headers[':authority'] ?? headers.host ?? ''),
-    headers: endToEnd(headers),
+    headers: endToEnd(fromRaw(rawHeaders)),
     grpc,
     body: stream,
     bodyEmpty: (flags & NGHTTP2_FLAG_END_STREAM) !== 0,

@@ -20,6 +20,7 @@ import {
   type RequestHead,
 } from './h1-framing.js';
 import { normalizePath } from './normalize-path.js';
+import { reset } from '../transport/reset.js';
 
 export type H1Outcome = 'closed' | 'switched';
 
@@ -95,7 +96,7 @@ class H1Filter {
     this.#on(pod, 'error', () => {});
     this.#on(client, 'close', () => {
       this.#cutShort('DC');
-      if (client.errored) pod.resetAndDestroy();
+      if (client.errored) reset(pod);
       else pod.destroy();
       this.#done('closed');
     });
@@ -124,11 +125,31 @@ class H1Filter {
       }
     } catch (err) {
       if (!(err instanceof H1Error)) throw err;
+      if (this.#current === 'forward') return this.#abortForwarded(err);
       this.#answer(err.status, err.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', err.message, { close: true }, this.#undecided);
       this.#undecided = undefined;
     }
     this.#endPodWhenDone();
     this.#flowClient();
+  }
+
+  /**
+   * The body of a request already going to the pod cannot be framed (broken chunks): the pod
+   * must not act on part of it, so its connection is reset. The source gets the 400 when
+   * nothing of this request's answer went out yet and nothing is pending before it; else a reset.
+   */
+  #abortForwarded(err: H1Error): void {
+    const ex = this.#queue.at(-1);
+    this.#current = undefined;
+    this.#reading = undefined;
+    // Reset before anything ends the pod's side: after end() a socket cannot be reset.
+    reset(this.#pod);
+    if (this.#queue.length === 1 && ex?.forwarded && ex.tally.exchange.status === 0) {
+      this.#queue.pop();
+      this.#answer(400, 'Bad Request', err.message, { close: true }, ex.tally);
+      return;
+    }
+    this.#client.destroy(Object.assign(new Error(`request body: ${err.message}`), { code: 'ECONNRESET' }));
   }
 
   #next() {

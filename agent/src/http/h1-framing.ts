@@ -170,17 +170,23 @@ export class H1Framer<H> {
   }
 }
 
+/** Control characters a field value may not hold (RFC 9110 §5.5: only HTAB among them). */
+const CTL = /[\0-\x08\x0a-\x1f\x7f]/;
+
 function headers(lines: string[]): Headers {
   return lines.map((line) => {
     const colon = line.indexOf(':');
     const name = line.slice(0, colon);
     if (colon <= 0 || !TOKEN.test(name)) throw new H1Error(400, `malformed header line ${JSON.stringify(line.slice(0, 40))}`);
-    return [name.toLowerCase(), line.slice(colon + 1).trim()];
+    const value = line.slice(colon + 1).trim();
+    if (CTL.test(value)) throw new H1Error(400, `control character in the value of header ${name}`);
+    return [name.toLowerCase(), value];
   });
 }
 
 export function parseRequestHead(lines: string[]): RequestHead {
-  const m = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0] ?? '');
+  // A target is visible ASCII only (RFC 9112 §3.2): no NUL, no control character, no space.
+  const m = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/1\.([01])$/.exec(lines[0] ?? '');
   if (!m) throw new H1Error(400, `malformed request line ${JSON.stringify((lines[0] ?? '').slice(0, 60))}`);
   return { method: m[1]!, target: m[2]!, version: m[3] === '0' ? '1.0' : '1.1', headers: headers(lines.slice(1)) };
 }

@@ -10,6 +10,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { DENIED_BODY, ExchangeTally, mergeHeaders, type HttpGate } from './gate.js';
+import { fromRaw, type HeaderMap } from './headers.js';
 import { normalizePath } from './normalize-path.js';
 
 /** Node's HTTP/2 server adds a Date header unless told not to (`sendDate`, undeclared in its types). */
@@ -37,7 +38,7 @@ export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Lo
       else pod.destroy();
     });
   });
-  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
     stream.on('error', () => {});
     const host = String(headers[':authority'] ?? headers.host ?? '');
     const tally = new ExchangeTally(gate, {
@@ -65,7 +66,8 @@ export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Lo
     });
     tally.exchange.decision = decision;
     if (!decision.allowed) return deny(stream, headers, tally);
-    forward(stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0, toPod(), tally);
+    // A repeated field goes on as separate fields (gRPC metadata changes meaning when joined).
+    forward(stream, fromRaw(rawHeaders), (flags & NGHTTP2_FLAG_END_STREAM) !== 0, toPod(), tally);
   });
   server.emit('connection', client);
 }
@@ -106,7 +108,7 @@ function deny(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeader
   endWith(stream, tally, DENIED_BODY);
 }
 
-function forward(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ended: boolean, session: http2.ClientHttp2Session, tally: ExchangeTally): void {
+function forward(stream: http2.ServerHttp2Stream, headers: HeaderMap, ended: boolean, session: http2.ClientHttp2Session, tally: ExchangeTally): void {
   let up: http2.ClientHttp2Stream;
   let podFailed = false;
   endOnClose(stream, tally, () => podFailed);

@@ -63,3 +63,15 @@ export function shadowAuthority(authority: string): string {
   const port = /:\d+$/.exec(authority);
   return port ? `${authority.slice(0, port.index)}-shadow${port[0]}` : `${authority}-shadow`;
 }
+
+/** Request headers from their raw (name, value) list: a repeated field keeps its values apart. */
+export function fromRaw(raw: readonly string[]): HeaderMap {
+  const out: HeaderMap = Object.create(null) as HeaderMap;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const had = out[name];
+    out[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+  }
+  return out;
+}

@@ -273,7 +273,7 @@ spec: { host: web, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } } }
       [1, 2, 3, 4, 5, 6].map(
         () =>
           new Promise<{ status: number; pod: string }>((resolve, reject) => {
-            const s = session.request({ ':path': '/h2', ':authority': 'grpc.shop' });
+            const s = session.request({ ':path': '/h2', ':authority': 'grpc.shop', 'x-multi': ['a', 'b'] });
             let body = '';
             let status = 0;
             s.on('response', (h) => (status = Number(h[':status'])));
@@ -287,6 +287,8 @@ spec: { host: web, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } } }
     assert.deepEqual(new Set(results.map((r) => r.status)), new Set([200]));
     assert.ok(new Set(results.map((r) => r.pod)).size > 1, 'one HTTP/2 connection is balanced per request');
     assert.equal(seen[0]?.headers[':authority'], 'grpc.shop');
+    const raws = seen[0]?.rawHeaders ?? [];
+    assert.deepEqual(raws.filter((_, i) => i % 2 === 1 && raws[i - 1] === 'x-multi'), ['a', 'b'], 'a repeated field stays two fields');
   });
 
   it('speaks HTTP/2 to a client detected by its first bytes (no appProtocol)', async () => {

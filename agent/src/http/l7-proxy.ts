@@ -9,7 +9,8 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { L7Connection } from '../proxy/outbound.js';
-import { relay, reset } from '../proxy/relay.js';
+import { relay } from '../proxy/relay.js';
+import { reset } from '../transport/reset.js';
 import { securityTo, type UpstreamDialer } from '../proxy/upstream-dial.js';
 import type { Endpoint, MeshIndex, ServiceDestination } from '../state/mesh-index.js';
 import { objectKey, type MeshState, type RouteFilter, type RouteRule } from '../state/model.js';
@@ -114,7 +115,7 @@ export class L7Proxy {
     socket.read(0);
     // Malformed frames end in a GOAWAY from nghttp2; the session's error says nothing more.
     session.on('error', (err) => this.#deps.log.debug({ err: err.message }, 'l7: client HTTP/2 session error'));
-    session.on('stream', (stream, headers, flags) => void this.#handle(conn, h2Downstream(stream, headers, flags)));
+    session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void this.#handle(conn, h2Downstream(stream, headers, flags, rawHeaders)));
     // Idle clients go after Envoy's default idle timeout, as HTTP/1.1 ones do.
     session.setTimeout(CLIENT_IDLE_MS, () => session.close());
     return closed;

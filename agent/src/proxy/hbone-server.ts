@@ -16,7 +16,8 @@ import {
   parseForwardedFor,
   type HostPort,
 } from './hbone-protocol.js';
-import { relay, reset } from './relay.js';
+import { reset } from '../transport/reset.js';
+import { relay } from './relay.js';
 
 const { NGHTTP2_INADEQUATE_SECURITY, NGHTTP2_REFUSED_STREAM } = http2.constants;
 

@@ -245,10 +245,21 @@ describe('inbound L7: AuthorizationPolicy HTTP fields enforced per request', () 
       'POST /upload HTTP/1.1\r\nhost: web\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n',
       'get /public/x HTTP/1.1\r\nhost: web\r\n\r\n',
       'GET /public/x HTTP/1.1\r\nhost : web\r\n\r\n',
+      'GET /public/\0x HTTP/1.1\r\nhost: web\r\n\r\n',
+      'GET /public/x HTTP/1.1\r\nhost: web\r\nx-a: b\0c\r\n\r\n',
+      'GET /public/x HTTP/1.1\r\nhost: web\r\nx-a: b\x01c\r\n\r\n',
     ]) {
-      assert.deepEqual(statuses(await raw(req)), [400], req);
+      assert.deepEqual(statuses(await raw(req)), [400], JSON.stringify(req));
     }
     assert.equal(podBytes(), 0);
+  });
+
+  it('a chunked body that breaks midway: 400, the pod connection reset, the connection closed', async () => {
+    configure(ALLOW_PUBLIC);
+    // The source keeps its side open: the answer and the close must come from the filter.
+    const data = await raw(['POST /upload HTTP/1.1\r\nhost: web\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n', 'zz\r\n'], /closed-by-test-never/);
+    assert.deepEqual(statuses(data), [400]);
+    assert.equal(seen.length, 0, 'the pod served nothing');
   });
 
   it('Upgrade: the request is authorized, then the connection is passed through as bytes', async () => {

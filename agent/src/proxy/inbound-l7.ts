@@ -11,7 +11,8 @@ import type { HttpGate } from '../http/gate.js';
 import { serveH1 } from '../http/h1-authz.js';
 import { serveH2 } from '../http/h2-authz.js';
 import { socketPair } from '../../../native/socketpair.js';
-import { relay, reset } from './relay.js';
+import { reset } from '../transport/reset.js';
+import { relay } from './relay.js';
 
 export interface L7Options {
   /** What the source said the connection carries; undefined: detect it. */

@@ -12,7 +12,8 @@ import { podName, type MeshIndex } from '../state/mesh-index.js';
 import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
 import { serviceOfEndpoint } from '../telemetry/peers.js';
 import type { Inbound } from './inbound.js';
-import { relay, reset } from './relay.js';
+import { reset } from '../transport/reset.js';
+import { relay } from './relay.js';
 
 /** Istio's inbound plaintext port; the listener binds it on the pod netns' loopback. */
 export const INBOUND_PLAINTEXT_PORT = 15006;

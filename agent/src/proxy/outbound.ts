@@ -11,7 +11,8 @@ import type { RoundRobin } from '../balance/round-robin.js';
 import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
 import { flowEndpoint, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
 import { declaredProtocol, sniff } from '../http/detect.js';
-import { relay, reset } from './relay.js';
+import { reset } from '../transport/reset.js';
+import { relay } from './relay.js';
 import type { UpstreamDialer } from './upstream-dial.js';
 
 export interface Origin {

@@ -4,6 +4,7 @@
 // other, never a clean close that would pass for a complete answer.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { reset } from '../transport/reset.js';
 
 export interface RelayResult {
   /** Bytes read from the downstream end and written upstream. */
@@ -12,24 +13,6 @@ export interface RelayResult {
   bytesFromUpstream: number;
   /** The first error seen on either side, if any (e.g. ECONNRESET). */
   error?: NodeJS.ErrnoException;
-}
-
-/**
- * A TCP reset for a TCP socket; for a tunnel stream (RST_STREAM) or an in-process socket pair,
- * a destroy with ECONNRESET, which their readers take as a reset.
- */
-export function reset(end: Duplex): void {
-  if (end.destroyed) return;
-  if (end instanceof net.Socket) {
-    try {
-      end.resetAndDestroy();
-      return;
-    } catch (err) {
-      // Only TCP can send a reset; a unix socket throws ERR_INVALID_HANDLE_TYPE.
-      if ((err as NodeJS.ErrnoException).code !== 'ERR_INVALID_HANDLE_TYPE') throw err;
-    }
-  }
-  end.destroy(Object.assign(new Error('peer reset the connection'), { code: 'ECONNRESET' }));
 }
 
 /** Sockets must have been created with allowHalfOpen: true. Resolves once both ends are closed. */
