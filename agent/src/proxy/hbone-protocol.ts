@@ -77,7 +77,8 @@ export function parseForwardedFor(header: string | string[] | undefined): string
     const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(v);
     if (bracketed) v = bracketed[1] ?? '';
     else if (/^[0-9.]+:\d+$/.test(v)) v = v.slice(0, v.lastIndexOf(':'));
-    return net.isIP(v) ? v : undefined;
+    // A zone id (fe80::1%eth0) names an interface of the sender's node: no source address here.
+    return net.isIP(v) && !v.includes('%') ? v : undefined;
   }
   return undefined;
 }

@@ -210,6 +210,7 @@ describe('HBONE wire helpers', () => {
     assert.equal(parseForwardedFor('for=10.244.1.7'), '10.244.1.7');
     assert.equal(parseForwardedFor('for="[fd00::7]:4711";proto=https, for=10.0.0.1'), 'fd00::7');
     assert.equal(parseForwardedFor('for="10.244.1.7:5555"'), '10.244.1.7');
+    assert.equal(parseForwardedFor('for="[fd00::%002]"'), undefined, 'a zone id is no source address (found by the fuzzer)');
     assert.equal(parseForwardedFor('for=unknown'), undefined);
     const header = formatProxyStatus(403, 'policy "deny" says \\ no\n');
     assert.equal(header, 'nodemesh; error=http_request_denied; details="policy \\"deny\\" says \\\\ no?"');
