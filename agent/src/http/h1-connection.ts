@@ -117,8 +117,10 @@ export class H1Connection {
           if (ev.content && !ex.push(ev.raw)) this.#stream.pause();
         } else if (ex.interim) ex.interim = false;
         else {
+          // Bytes past the end of the answer belong to no request: never to the next one.
+          if (this.#framer.takeRest().length > 0) ex.keepAlive = false;
           ex.finishResponse(this.#framer.trailers);
-          if (this.#exchange !== ex) break;
+          break;
         }
       }
     } catch (err) {

@@ -145,6 +145,30 @@ describe('UpstreamPool HTTP/1.1', () => {
     assert.deepEqual(pool.size, { h1: 1, h2: 0 });
   });
 
+  it('never hands bytes past the end of an answer to the next request: that connection is not reused', async () => {
+    let n = 0;
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {});
+      socket.on('data', () => {
+        n += 1;
+        // The first answer comes with a stale second one behind it in the same write.
+        socket.write(n === 1 ? 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale' : `HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh`);
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const pool = newPool();
+    const d = dialer((server.address() as net.AddressInfo).port);
+    const first = await pool.send('h1', 'client|web-1', d.dial, request({ path: '/1' }), LIMITS).response;
+    assert.equal(await text(first), 'ok');
+    await nextTurn();
+    const second = await pool.send('h1', 'client|web-1', d.dial, request({ path: '/2' }), LIMITS).response;
+    assert.equal(await text(second), 'fresh');
+    assert.equal(d.count(), 2, 'the second request had a connection of its own');
+    pool.close();
+    server.close();
+  });
+
   it('does not reuse a connection the upstream closed while idle, even over a half-open tunnel', { timeout: 5000 }, async () => {
     // Through an HBONE tunnel the pod's FIN arrives as the end of the stream's readable side,
     // and nothing answers what is written after it: a server that half-closes after its first
