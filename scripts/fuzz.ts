@@ -13,7 +13,7 @@ if (!Number.isInteger(inputs) || inputs < 1 || !Number.isInteger(seed)) {
 }
 let found = false;
 for (const target of TARGETS) {
-  const r = fuzz(target, inputs, seed);
+  const r = await fuzz(target, inputs, seed);
   process.stdout.write(`${r.target}: ${r.inputs} inputs in ${r.seconds.toFixed(1)} s${r.finding ? `; FINDING at input ${r.finding.input}: ${r.finding.message}\n  input (base64): ${r.finding.base64}` : ', no finding'}\n`);
   found ||= r.finding !== undefined;
 }

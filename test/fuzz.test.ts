@@ -10,8 +10,8 @@ const SEED = Math.floor(Date.now() / 86_400_000);
 
 describe(`fuzz targets (seed ${SEED})`, () => {
   for (const target of TARGETS) {
-    it(`${target.name}: no input crashes, hangs or corrupts the parser`, () => {
-      const r = fuzz(target, 20_000, SEED, 15_000);
+    it(`${target.name}: no input crashes, hangs or corrupts the parser`, async () => {
+      const r = await fuzz(target, 20_000, SEED, 15_000);
       assert.equal(r.finding, undefined, `seed ${SEED}: ${JSON.stringify(r.finding)}`);
       assert.ok(r.inputs >= 1000, `only ${r.inputs} inputs ran`);
     });

@@ -5,7 +5,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FuzzTarget } from './targets.js';
+
+export interface FuzzTarget {
+  name: string;
+  /** Throws (or rejects) only when the input showed a defect. */
+  run(input: Buffer, rand: () => number): void | Promise<void>;
+}
+
+/** A defect the target found, with what it saw. */
+export class FuzzFinding extends Error {}
 
 // Compiled to dist/scripts/fuzz/; the corpus stays in the source tree.
 const CORPUS = fileURLToPath(new URL('../../../test/fuzz-corpus/', import.meta.url));
@@ -16,6 +24,12 @@ const TOKENS = [
   '100 Continue', '101 Switching', '204', '304', 'expect: 100-continue', 'connection: close', 'upgrade: h2c',
   '{', '}', '[', ']', '- ', ': ', '"', "'", '&a', '*a', '!!binary', '~', '1e999', '---\n', '...', '%00', '..', '//',
   'apiVersion: v2', 'kind: Namespace', 'metadata: {}', 'null', '[fd00::1]', '255.255.255.255', '99999',
+  // HTTP/2 frame headers (length, type, flags, stream) and HPACK pieces: an empty SETTINGS, a
+  // CONTINUATION, RST_STREAM, GOAWAY, a huge length, a table size update, a long integer,
+  // literal fields that name /secret and a pseudo-header out of place.
+  '\0\0\0\x04\0\0\0\0\0', '\0\0\x05\x09\x04\0\0\0\x01', '\0\0\x04\x03\0\0\0\0\x01\0\0\0\x08',
+  '\0\0\x08\x07\0\0\0\0\0\0\0\0\x01\0\0\0\x01', '\xff\xff\xff', '\x3f\xe1\x1f', '\x7f\xff\xff\xff\xff\x0f',
+  '\x04\x07/secret', '\x04\x0a/ok/../secret', '\x00\x05:path\x07/secret', '\x40\x01a\x01b', '\x10\x01\x00\x00',
 ];
 
 /** Mulberry32: small, fast and good enough to drive mutations reproducibly. */
@@ -75,7 +89,7 @@ export interface FuzzReport {
 }
 
 /** Runs `count` inputs (or until `maxMs`) through `target`; stops at the first defect. */
-export function fuzz(target: FuzzTarget, count: number, seed: number, maxMs = Infinity): FuzzReport {
+export async function fuzz(target: FuzzTarget, count: number, seed: number, maxMs = Infinity): Promise<FuzzReport> {
   const rand = prng(seed);
   const corpus = seeds(target);
   const started = performance.now();
@@ -83,7 +97,7 @@ export function fuzz(target: FuzzTarget, count: number, seed: number, maxMs = In
   for (; n < count && performance.now() - started < maxMs; n++) {
     const input = n < corpus.length ? corpus[n]! : mutate(corpus, rand);
     try {
-      target.run(input, rand);
+      await target.run(input, rand);
     } catch (err) {
       return { target: target.name, inputs: n + 1, seconds: (performance.now() - started) / 1000, finding: { input: n, message: (err as Error).stack ?? String(err), base64: input.toString('base64') } };
     }

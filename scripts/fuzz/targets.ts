@@ -8,14 +8,8 @@ import { applyConfig } from '../../agent/src/control/apply.js';
 import { parseConfig } from '../../agent/src/control/config-docs.js';
 import { H1Error, H1Framer, parseRequestHead, parseResponseHead, requestBody, responseBody, type FrameEvent } from '../../agent/src/http/h1-framing.js';
 import { parseAuthority, parseForwardedFor, parseProtocol } from '../../agent/src/proxy/hbone-protocol.js';
-
-export interface FuzzTarget {
-  name: string;
-  run(input: Buffer, rand: () => number): void;
-}
-
-/** A defect the target found, with what it saw. */
-export class FuzzFinding extends Error {}
+import { h2Inbound } from './h2-inbound.js';
+import { FuzzFinding, type FuzzTarget } from './mutate.js';
 
 /**
  * Feeds `input` to a framer in random pieces and takes every event: only H1Error may be
@@ -59,6 +53,10 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: 'h1-response',
     run: (input, rand) => frame(new H1Framer(parseResponseHead, (h) => responseBody(h, rand() < 0.1 ? 'HEAD' : 'GET')), input, rand),
+  },
+  {
+    name: 'h2-inbound',
+    run: h2Inbound,
   },
   {
     // The CONNECT request of an HBONE tunnel: :authority, forwarded, x-nodemesh-protocol.

@@ -15,10 +15,20 @@ import { normalizePath } from './normalize-path.js';
 
 /** Node's HTTP/2 server adds a Date header unless told not to (`sendDate`, undeclared in its types). */
 const NO_DATE = { sendDate: false };
+/** How long streams in flight may go on once the source ended its side of the connection. */
+const HALF_CLOSED_GRACE_MS = 1000;
 const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
-/** Serves one h2c connection from `client` (the source's side, preface unread) to `pod`. */
-export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Logger): void {
+/**
+ * Serves one h2c connection from `client` (the source's side, preface unread) to `pod`. The
+ * caller calls the function returned once the source has ended its side. A source closing
+ * well sends GOAWAY first, and Node closes the session on it; but Node's HTTP/2 ignores the
+ * end of `client` without one, and after nghttp2 has answered a protocol error with GOAWAY it
+ * stops reading `client` for good and never closes it. A source that ended can send no more
+ * frames (not even WINDOW_UPDATE), so the connection is closed `graceMs` after, as Envoy
+ * closes on a downstream half-close, with streams in flight given that long to finish.
+ */
+export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Logger, graceMs = HALF_CLOSED_GRACE_MS): () => void {
   let upstream: http2.ClientHttp2Session | undefined;
   let session: http2.ServerHttp2Session | undefined;
   const toPod = (): http2.ClientHttp2Session => {
@@ -70,6 +80,12 @@ export function serveH2(client: Duplex, pod: net.Socket, gate: HttpGate, log: Lo
     forward(stream, fromRaw(rawHeaders), (flags & NGHTTP2_FLAG_END_STREAM) !== 0, toPod(), tally);
   });
   server.emit('connection', client);
+  return () => {
+    setTimeout(() => {
+      session?.destroy();
+      client.destroy();
+    }, graceMs).unref();
+  };
 }
 
 const isGrpc = (headers: http2.IncomingHttpHeaders): boolean => String(headers['content-type'] ?? '').startsWith('application/grpc');

@@ -332,4 +332,22 @@ describe('inbound L7: AuthorizationPolicy HTTP fields enforced per request', () 
     );
     assert.equal(seen[1]?.headers.te, 'trailers');
   });
+
+  it('HTTP/2: a source that breaks the protocol and then ends has its connection closed, the pod\'s too', async () => {
+    configure(ALLOW_PUBLIC);
+    podPort = h2Port;
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    const settings = Buffer.from('000000040000000000', 'hex');
+    // DATA on a stream never opened: nghttp2 answers GOAWAY (PROTOCOL_ERROR) and reads no more.
+    const dataOnIdle = Buffer.from('000001000000000007' + '61', 'hex');
+    const answer = await Promise.race([
+      raw([Buffer.concat([preface, settings]), dataOnIdle]),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000)),
+    ]);
+    assert.notEqual(answer, 'still open after 3 s');
+    assert.match(Buffer.from(answer, 'latin1').toString('hex'), /0000\w{2}07(00){9}00000001/, 'a GOAWAY with PROTOCOL_ERROR was sent');
+    assert.equal(podSockets.length, 1);
+    assert.ok(podSockets[0]!.destroyed, 'the pod connection is closed');
+    assert.deepEqual(seen, []);
+  });
 });

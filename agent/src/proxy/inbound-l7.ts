@@ -33,11 +33,12 @@ export function l7Inbound(pod: net.Socket, gate: HttpGate, opts: L7Options): Dup
   inner.once('close', () => {
     if (inner.errored) reset(outer);
   });
-  void serve(inner, pod, gate, opts);
+  void serve(outer, inner, pod, gate, opts);
   return outer;
 }
 
-async function serve(inner: Duplex, pod: net.Socket, gate: HttpGate, opts: L7Options): Promise<void> {
+/** `outer` is the caller's end: its write side finishing is the source's end. */
+async function serve(outer: Duplex, inner: Duplex, pod: net.Socket, gate: HttpGate, opts: L7Options): Promise<void> {
   // Errors surface as 'close' (with `errored`), which every path below handles.
   pod.on('error', () => {});
   inner.on('error', () => {});
@@ -48,7 +49,9 @@ async function serve(inner: Duplex, pod: net.Socket, gate: HttpGate, opts: L7Opt
   }
   if (protocol === 'h2') {
     inner.unshift(head);
-    serveH2(inner, pod, gate, opts.log);
+    const sourceEnded = serveH2(inner, pod, gate, opts.log);
+    if (outer.writableFinished) sourceEnded();
+    else outer.once('finish', sourceEnded);
     return;
   }
   if (protocol === 'h1') {
