@@ -1,4 +1,4 @@
-// The HTTP/2 fuzz target: the destination's HTTP/2 filter (http/h2-authz.ts) fed whole
+// The HTTP/2 fuzz target: the destination's HTTP/2 filter (inbound/http/h2-authz.ts) fed whole
 // connections: the client preface, frames, HPACK blocks, mutated. The filter sits on Node's
 // HTTP/2 (nghttp2) and decides per stream; what matters to users is that no input crashes the
 // agent, leaves a connection open once the source is gone, or gets a stream the policy denies
@@ -10,8 +10,8 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import pino from 'pino';
-import type { HttpGate } from '../../agent/src/http/gate.js';
-import { serveH2 } from '../../agent/src/http/h2-authz.js';
+import type { HttpGate } from '../../agent/src/inbound/http/gate.js';
+import { serveH2 } from '../../agent/src/inbound/http/h2-authz.js';
 import { normalizePath } from '../../agent/src/http/normalize-path.js';
 import { socketPair } from '../../native/socketpair.js';
 import { FuzzFinding } from './mutate.js';

@@ -7,7 +7,7 @@ import { NodemeshError } from '../../agent/src/errors.js';
 import { applyConfig } from '../../agent/src/control/apply.js';
 import { parseConfig } from '../../agent/src/control/config-docs.js';
 import { H1Error, H1Framer, parseRequestHead, parseResponseHead, requestBody, responseBody, type FrameEvent } from '../../agent/src/http/h1-framing.js';
-import { parseAuthority, parseForwardedFor, parseProtocol } from '../../agent/src/proxy/hbone-protocol.js';
+import { parseAuthority, parseForwardedFor, parseProtocol } from '../../agent/src/hbone/protocol.js';
 import { h2Inbound } from './h2-inbound.js';
 import { FuzzFinding, type FuzzTarget } from './mutate.js';
 

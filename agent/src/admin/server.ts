@@ -1,6 +1,6 @@
 // Admin API (:15000, loopback by default): read-only JSON views of the node for the CLI, and
 // newline-delimited JSON streams (tap) that last until the client goes away.
-import { listen } from '../listen.js';
+import { listen } from '../transport/listen.js';
 import http from 'node:http';
 import { NodemeshError } from '../errors.js';
 

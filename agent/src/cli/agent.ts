@@ -12,7 +12,7 @@ import { parseKubeletCgroupRoot } from '../redirect/kubelet-cgroups.js';
 import { NodemeshError } from '../errors.js';
 import { Redirect, findCgroup2Mount } from '../redirect/index.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
-import { HBONE_PORT } from '../proxy/hbone-protocol.js';
+import { HBONE_PORT } from '../hbone/protocol.js';
 import { parseAccessLogMode } from '../telemetry/access-log.js';
 import { DEFAULT_SAMPLING, parseTracingSettings } from '../telemetry/tracing-settings.js';
 import { ADMIN_DEFAULT, CONTROLLER_DNS_NAME, LOG_LEVELS, METRICS_DEFAULT, OUTBOUND_PORT } from './defaults.js';

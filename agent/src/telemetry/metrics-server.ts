@@ -3,7 +3,7 @@
 // the values that are read from their owners rather than counted as they happen.
 import http from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { addressOf, listen } from '../listen.js';
+import { addressOf, listen } from '../transport/listen.js';
 
 export const METRICS_PATHS = ['/metrics', '/stats/prometheus'];
 
