@@ -2,7 +2,8 @@
 // requests in flight and their latency, and ejects failing endpoints (outlier detection).
 import type { Endpoint } from '../state/mesh-index.js';
 import type { LoadBalancerSettings, OutlierDetectionSettings } from '../state/model.js';
-import { createLoadBalancer, loadBalancerName, type BalancedEndpoint, type LoadBalancer } from './load-balancer.js';
+import { createLoadBalancer, loadBalancerName } from './load-balancer.js';
+import type { BalancedEndpoint, LoadBalancer } from './balancer.js';
 import { OutlierDetector, type RequestResult } from './outlier-detector.js';
 import { FAILURE_RTT_MS, PeakEwma } from './peak-ewma.js';
 

@@ -1,6 +1,6 @@
 // LEAST_REQUEST, the default L7 balancer: Linkerd's power of two choices over peak-EWMA cost,
 // so a slow or busy endpoint loses traffic at once and wins it back as its estimate decays.
-import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './load-balancer.js';
+import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './balancer.js';
 
 export class LeastRequest<T extends BalancedEndpoint> implements LoadBalancer<T> {
   readonly #helper: BalancerHelper;

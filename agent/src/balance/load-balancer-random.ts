@@ -1,5 +1,5 @@
 // RANDOM for the L7 path: a uniform choice among the eligible endpoints.
-import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './load-balancer.js';
+import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './balancer.js';
 
 export class RandomPick<T extends BalancedEndpoint> implements LoadBalancer<T> {
   readonly #helper: BalancerHelper;

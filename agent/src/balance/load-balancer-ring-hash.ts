@@ -1,6 +1,6 @@
 // consistentHash for the L7 path: a hash ring with virtual nodes, so requests with the same
 // key (a header value or the source IP) keep reaching the same endpoint across updates.
-import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './load-balancer.js';
+import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './balancer.js';
 
 /**
  * Virtual nodes per endpoint. Envoy scales the ring to a minimum of 1024 entries, which

@@ -1,6 +1,6 @@
 // ROUND_ROBIN for the L7 path: each request goes to the next eligible endpoint after the one
 // picked last, so skipped (ejected or already tried) endpoints do not disturb the rotation.
-import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './load-balancer.js';
+import type { BalancedEndpoint, BalancerHelper, LoadBalancer } from './balancer.js';
 
 export class RoundRobinPick<T extends BalancedEndpoint> implements LoadBalancer<T> {
   readonly #helper: BalancerHelper;

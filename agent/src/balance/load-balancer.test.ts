@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLoadBalancer, loadBalancerName, type BalancedEndpoint } from './load-balancer.js';
+import { createLoadBalancer, loadBalancerName } from './load-balancer.js';
+import type { BalancedEndpoint } from './balancer.js';
 
 interface Fake extends BalancedEndpoint {
   outstanding: number;

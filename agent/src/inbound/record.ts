@@ -5,12 +5,17 @@
 import type { HttpExchange } from './http/gate.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import type { MeshPod } from '../state/model.js';
-import { authorizationOf } from '../telemetry/flow-table.js';
+import { authorizationOf } from '../state/outcome.js';
 import { serviceOfEndpoint } from '../telemetry/peers.js';
 import type { RequestRecord } from '../telemetry/request-record.js';
-import type { InboundRequest } from './inbound.js';
 
-export function destinationRecord(view: MeshIndex, req: InboundRequest, pod: MeshPod, ex: HttpExchange): RequestRecord {
+/** One request the destination's filter saw on a connection from `req.source` to `req.target`. */
+export function destinationRecord(
+  view: MeshIndex,
+  req: { source: { principal?: string; ip: string; pod?: MeshPod }; target: { ip: string; port: number } },
+  pod: MeshPod,
+  ex: HttpExchange,
+): RequestRecord {
   const { source, target } = req;
   const service = serviceOfEndpoint(view, target.ip, target.port);
   return {

@@ -3,7 +3,8 @@
 // and each tunnel is a row in the node's flow table.
 import { parseSpiffeId, principalOf } from '../identity/spiffe.js';
 import { podName } from '../state/mesh-index.js';
-import { authorizationOf, flagForStatus, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
+import { type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
+import { authorizationOf, flagForStatus } from '../state/outcome.js';
 import { PROTOCOL_HEADER, parseProtocol } from '../hbone/protocol.js';
 import type { HboneOpenResult, HboneTunnelRequest } from '../hbone/server.js';
 import type { Inbound } from './inbound.js';

@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream';
 import type { HttpProtocol } from '../http/detect.js';
 import type { Endpoint, LocalPod, MeshIndex } from '../state/mesh-index.js';
-import { authorizationOf, flagForStatus, type Authorization, type ResponseFlag, type Security } from '../telemetry/flow-table.js';
+import { authorizationOf, flagForStatus, type Authorization, type ResponseFlag, type Security } from '../state/outcome.js';
 import { PROTOCOL_HEADER, formatProtocol } from '../hbone/protocol.js';
 import type { InboundRequest, InboundResult } from '../inbound/inbound.js';
 import { socketPair } from '../../../native/socketpair.js';

@@ -2,40 +2,9 @@
 // counters, open/closed) joined with what the proxy decided for each connection (service,
 // endpoint, response flags). Either side alone still yields a row.
 import type { FlowRecord } from '../redirect/index.js';
-import type { AuthzDecision } from '../policy/index.js';
 import type { Endpoint, MeshIndex } from '../state/mesh-index.js';
 import { podName } from '../state/mesh-index.js';
-
-/** Envoy's response flags, so operators read them as they already know them: UH no healthy
- * upstream, UF upstream connect failure, UT upstream timeout, UR upstream reset, UO overflow
- * (circuit breaker), URX retry limit exceeded, NR no route, DC downstream closed, RL rate
- * limited, FI fault abort. */
-export type ResponseFlag = '-' | 'UH' | 'UF' | 'UT' | 'UR' | 'UO' | 'URX' | 'NR' | 'DC' | 'RL' | 'FI';
-
-/** How the connection reached the destination: Istio's connection_security_policy values, plus
- * node_local for a same-node connection whose source identity the kernel vouched for. */
-export type Security = 'mutual_tls' | 'node_local' | 'none';
-
-export interface Authorization {
-  allowed: boolean;
-  /** Which policy decided, or why none did. */
-  reason: string;
-  policy?: string;
-}
-
-export const authorizationOf = (d: AuthzDecision): Authorization => ({
-  allowed: d.allowed,
-  reason: d.reason,
-  ...(d.policy ? { policy: d.policy } : {}),
-});
-
-/** An upstream refusal (HBONE / inbound status) as an Envoy response flag; a policy denial
- * keeps '-' and says so in `authorization`. */
-export function flagForStatus(status: number | undefined): ResponseFlag {
-  if (status === 403) return '-';
-  if (status === 504) return 'UT';
-  return 'UF';
-}
+import type { Authorization, ResponseFlag, Security } from '../state/outcome.js';
 
 /** The endpoint a connection went to; an external one (an EndpointSlice address outside the
  * mesh) has no pod and no node. */

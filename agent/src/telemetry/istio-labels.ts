@@ -1,7 +1,7 @@
 // The labels every Istio standard metric shares (reporter, source and destination workload,
 // principal, canonical service and revision, cluster, destination service) and their values,
 // built once for the TCP and the request metrics so both name the same peers the same way.
-import type { Security } from './flow-table.js';
+import type { Security } from '../state/outcome.js';
 import { serviceFqdn, type FlowPeers, type Peer } from './peers.js';
 
 export type Reporter = 'source' | 'destination';

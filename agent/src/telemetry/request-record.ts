@@ -2,7 +2,7 @@
 // the L7 proxy when the request is over, whether the upstream or the proxy answered it.
 import type { Endpoint } from '../state/mesh-index.js';
 import type { MeshPod } from '../state/model.js';
-import type { Authorization, ResponseFlag, Security } from './flow-table.js';
+import type { Authorization, ResponseFlag, Security } from '../state/outcome.js';
 
 export interface RequestRecord {
   reporter: 'source' | 'destination';

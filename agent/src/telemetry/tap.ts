@@ -3,7 +3,8 @@
 import { NodemeshError } from '../errors.js';
 import { podName } from '../state/mesh-index.js';
 import { matchesName } from './flow-filter.js';
-import { flowEndpoint, type FlowEndpoint, type ResponseFlag } from './flow-table.js';
+import { flowEndpoint, type FlowEndpoint } from './flow-table.js';
+import { type ResponseFlag } from '../state/outcome.js';
 import { requestSummary, type RequestObserver, type RequestRecord } from './request-record.js';
 
 export interface TapFilter {

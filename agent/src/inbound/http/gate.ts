@@ -3,7 +3,7 @@
 // mesh state, logs denials, records them on the flow and turns exchanges into telemetry; the
 // filters only parse, ask, answer and count.
 import type { AuthzDecision, AuthzHttp } from '../../policy/index.js';
-import type { ResponseFlag } from '../../telemetry/flow-table.js';
+import type { ResponseFlag } from '../../state/outcome.js';
 
 export interface HttpGate {
   /** One request's decision; without `http`, the connection's (L4) decision. */

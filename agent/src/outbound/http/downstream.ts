@@ -10,7 +10,7 @@ import { endToEnd, fromRaw, type HeaderMap } from '../../http/headers.js';
 import { encodeGrpcMessage, grpcCodeForHttp } from '../../http/grpc-status.js';
 import type { LocalReply } from './forwarder.js';
 import type { UpstreamResponse } from './upstream.js';
-import type { ResponseFlag } from '../../telemetry/flow-table.js';
+import type { ResponseFlag } from '../../state/outcome.js';
 
 const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
 

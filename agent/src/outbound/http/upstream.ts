@@ -1,7 +1,7 @@
 // What one attempt upstream is, for the pool, its connections and the forwarder: the request,
 // the response as it streams back, and why an attempt got no response.
 import type { Readable } from 'node:stream';
-import type { ResponseFlag } from '../../telemetry/flow-table.js';
+import type { ResponseFlag } from '../../state/outcome.js';
 import type { HeaderMap } from '../../http/headers.js';
 import type { RequestBody } from './request-body.js';
 
