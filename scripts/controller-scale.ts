@@ -5,8 +5,8 @@
 // sent. The change relabels one pod. Prints one JSON line.
 import { performance } from 'node:perf_hooks';
 import { applyConfig } from '../agent/src/control/apply.js';
-import type { KubeObject } from '../agent/src/control/kube-kinds.js';
-import { nodeViews } from '../agent/src/control/node-view.js';
+import type { KubeObject } from '../agent/src/controller/kube-kinds.js';
+import { nodeViews } from '../agent/src/controller/node-view.js';
 import { diffResources, type ViewResource } from '../agent/src/control/view-resource.js';
 import type { MeshState } from '../agent/src/state/model.js';
 

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { AgentStatus } from '../agent/src/app.js';
-import { WATCHED_KINDS } from '../agent/src/control/kube-kinds.js';
+import { WATCHED_KINDS } from '../agent/src/controller/kube-kinds.js';
 import { ConfigStreamClient } from '../agent/src/control/stream-client.js';
 import { createCsr } from '../agent/src/identity/x509.js';
 import { KubeApiServer } from '../agent/src/testing/kube-api-server.js';

@@ -23,7 +23,7 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { applyConfig } from '../agent/src/control/apply.js';
 import { parseConfig } from '../agent/src/control/config-docs.js';
-import { WATCHED_KINDS } from '../agent/src/control/kube-kinds.js';
+import { WATCHED_KINDS } from '../agent/src/controller/kube-kinds.js';
 import { repoRoot } from '../agent/src/redirect/objects.js';
 
 // ---- Lists the lead keeps in step with the code -------------------------------------------

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { stopOnSignals } from './signals.js';
 import { parseAddress } from '../admin/client.js';
-import { startController, type ControllerSettings } from '../controller-app.js';
+import { startController, type ControllerSettings } from '../controller/app.js';
 import { NodemeshError } from '../errors.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN, NODE_NAMESPACE } from '../identity/spiffe.js';
 import { CONTROLLER_HEALTH_DEFAULT, CONTROLLER_LISTEN_DEFAULT, LOG_LEVELS, TOKEN_AUDIENCE } from './defaults.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { tmpDir } from '../identity/fixtures.js';
+import { tmpDir } from '../testing/pki.js';
 import type { MeshState } from '../state/model.js';
 import { memoryLogger } from '../testing/mesh.js';
 import { controllerPki, SERVER_NAME, service, startController, tokenOf, viewResource, waitFor, type TestController } from '../testing/stream.js';

@@ -21,7 +21,7 @@ import {
   type Issued,
   type TestCa,
   type TestPki,
-} from './testing.js';
+} from '../testing/hbone.js';
 
 const AGENT_ID = 'spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-agent';
 const CLIENT_ID = 'spiffe://cluster.local/ns/shop/sa/client';

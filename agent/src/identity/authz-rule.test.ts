@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { nodeMayHold } from './authz-rule.js';
 import { nodeIdentity, parseSpiffeId } from './spiffe.js';
-import { meshState } from './fixtures.js';
+import { meshState } from '../testing/pki.js';
 
 const state = meshState([
   { namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' },

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { memoryLogger } from '../testing/mesh.js';
 import { nodeMayHold } from './authz-rule.js';
 import { MeshCA, type SignRequest } from './ca.js';
-import { makeCa, meshState, pemOf, testKey, tmpDir } from './fixtures.js';
+import { makeCa, meshState, pemOf, testKey, tmpDir } from '../testing/pki.js';
 import { createCsr, pemCertificates } from './x509.js';
 
 const TD = 'cluster.local';

@@ -8,7 +8,7 @@ import { nodeMayHold } from './authz-rule.js';
 import { MeshCA } from './ca.js';
 import { CertStore } from './cert-store.js';
 import { CertManager, type CertManagerOptions, type IdentityStatus, type Signer } from './cert-manager.js';
-import { meshState, testKey, tmpDir } from './fixtures.js';
+import { meshState, testKey, tmpDir } from '../testing/pki.js';
 import { createCsr } from './x509.js';
 
 const TD = 'cluster.local';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { describe, it } from 'node:test';
-import { issueLeaf, makeCa, testKey } from './fixtures.js';
+import { issueLeaf, makeCa, testKey } from '../testing/pki.js';
 import { identityOfPeer } from './peer.js';
 
 const TD = 'cluster.local';

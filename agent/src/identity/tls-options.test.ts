@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { memoryLogger } from '../testing/mesh.js';
 import { nodeMayHold } from './authz-rule.js';
 import { MeshCA } from './ca.js';
-import { handshake, issueLeaf, makeCa, meshState, pemOf, testKey, tmpDir } from './fixtures.js';
+import { handshake, issueLeaf, makeCa, meshState, pemOf, testKey, tmpDir } from '../testing/pki.js';
 import { identityOfSocket } from './peer.js';
 import { formatSpiffeId } from './spiffe.js';
 import { clientTlsOptions, serverTlsOptions, type TlsCredentials } from './tls-options.js';

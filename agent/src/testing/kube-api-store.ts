@@ -6,7 +6,7 @@ import { NodemeshError } from '../errors.js';
 
 export type Json = Record<string, any>;
 
-/** One REST resource. Kept apart from control/kube-kinds.ts so the double checks the controller's table instead of sharing it. */
+/** One REST resource. Kept apart from controller/kube-kinds.ts so the double checks the controller's table instead of sharing it. */
 export interface ApiResource {
   group: string;
   version: string;

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { issueLeaf, makeCa, pemOf, testKey } from '../identity/fixtures.js';
+import { issueLeaf, makeCa, pemOf, testKey } from './pki.js';
 import type { SignerResult } from '../identity/cert-manager.js';
-import type { ServingPair } from '../control/serving-certificate.js';
-import { ConfigStreamServer } from '../control/stream-server.js';
+import type { ServingPair } from '../controller/serving-certificate.js';
+import { ConfigStreamServer } from '../controller/stream-server.js';
 import { hashView, type ViewResource } from '../control/view-resource.js';
 
 export const SERVER_NAME = 'nodemesh-controller.test';

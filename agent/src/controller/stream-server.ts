@@ -15,9 +15,9 @@ import {
   type CertificateResponse,
   type ConfigRequest,
   type ConfigUpdate,
-} from './stream-proto.js';
+} from '../control/stream-proto.js';
 import { ServingCertificate, type ServingPair } from './serving-certificate.js';
-import { diffResources, type ViewResource } from './view-resource.js';
+import { diffResources, type ViewResource } from '../control/view-resource.js';
 
 export interface NodeView {
   resources: readonly ViewResource[];

@@ -5,14 +5,14 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, it, type TestContext } from 'node:test';
 import { nodeMayHold } from '../identity/authz-rule.js';
 import { MeshCA } from '../identity/ca.js';
-import { meshState, testKey, tmpDir } from '../identity/fixtures.js';
+import { meshState, testKey, tmpDir } from '../testing/pki.js';
 import { createCsr, pemCertificates } from '../identity/x509.js';
 import type { Rejection } from '../state/model.js';
 import { memoryLogger } from '../testing/mesh.js';
 import { controllerPki, portOf, SERVER_NAME, service, startController, tokenOf, waitFor, type TestController } from '../testing/stream.js';
 import { ServingCertificate } from './serving-certificate.js';
-import { ConfigStreamClient, type ConfigSnapshot, type ConfigStreamClientOptions } from './stream-client.js';
-import { meshControl, type ConfigRequest, type ConfigUpdate } from './stream-proto.js';
+import { ConfigStreamClient, type ConfigSnapshot, type ConfigStreamClientOptions } from '../control/stream-client.js';
+import { meshControl, type ConfigRequest, type ConfigUpdate } from '../control/stream-proto.js';
 
 const pki = controllerPki();
 const FAST = { baseMs: 20, maxMs: 100 };

@@ -10,7 +10,7 @@ import forge from 'node-forge';
 import { applyConfig } from '../control/apply.js';
 import { parseConfig } from '../control/config-docs.js';
 import type { MeshState } from '../state/model.js';
-import { certificateToPem, randomSerialHex, SAN_DNS, SAN_URI, signCertificate } from './x509.js';
+import { certificateToPem, randomSerialHex, SAN_DNS, SAN_URI, signCertificate } from '../identity/x509.js';
 
 export interface TestCa {
   certPem: string;

@@ -2,19 +2,19 @@
 // the config stream serves them to each node's agent, and the mesh CA (kept in a Secret)
 // signs workload certificates under the node-authorization rule.
 import type { Logger } from 'pino';
-import { AdminServer } from './admin/server.js';
-import { applyConfig } from './control/apply.js';
-import { loadKubeConfig, tokenReviewer } from './control/kube-client.js';
-import type { KubeObject } from './control/kube-kinds.js';
-import { KubeWatch } from './control/kube-watch.js';
-import { nodeViews } from './control/node-view.js';
-import { renewAtHalfLife } from './control/serving-certificate.js';
-import { ConfigStreamServer, type NodeView } from './control/stream-server.js';
-import { NodemeshError } from './errors.js';
-import { nodeMayHold } from './identity/authz-rule.js';
-import { loadOrCreateMeshCA, publishRootCert } from './identity/ca-secret.js';
-import { NODE_SERVICE_ACCOUNT } from './identity/spiffe.js';
-import { objectKey, type MeshState } from './state/model.js';
+import { AdminServer } from '../admin/server.js';
+import { applyConfig } from '../control/apply.js';
+import { loadKubeConfig, tokenReviewer } from './kube-client.js';
+import type { KubeObject } from './kube-kinds.js';
+import { KubeWatch } from './kube-watch.js';
+import { nodeViews } from './node-view.js';
+import { renewAtHalfLife } from './serving-certificate.js';
+import { ConfigStreamServer, type NodeView } from './stream-server.js';
+import { NodemeshError } from '../errors.js';
+import { nodeMayHold } from '../identity/authz-rule.js';
+import { loadOrCreateMeshCA, publishRootCert } from './ca-secret.js';
+import { NODE_SERVICE_ACCOUNT } from '../identity/spiffe.js';
+import { objectKey, type MeshState } from '../state/model.js';
 
 export interface ControllerSettings {
   /** Absent: in-cluster credentials. */

@@ -6,9 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiErrorMessage, httpStatusOf } from '../control/kube-client.js';
+import { apiErrorMessage, httpStatusOf } from './kube-client.js';
 import { NodemeshError } from '../errors.js';
-import { CA_CERT_FILE, CA_KEY_FILE, MeshCA } from './ca.js';
+import { CA_CERT_FILE, CA_KEY_FILE, MeshCA } from '../identity/ca.js';
 
 export const ROOT_CERT_KEY = 'root-cert.pem';
 

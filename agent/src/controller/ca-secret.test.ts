@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { NodemeshError } from '../errors.js';
 import { KubeApiServer } from '../testing/kube-api-server.js';
 import { memoryLogger } from '../testing/mesh.js';
-import { CA_CERT_FILE, CA_KEY_FILE } from './ca.js';
+import { CA_CERT_FILE, CA_KEY_FILE } from '../identity/ca.js';
 import { loadOrCreateMeshCA, publishRootCert, ROOT_CERT_KEY } from './ca-secret.js';
 
 const caTempDirs = (): string[] => readdirSync(tmpdir()).filter((f) => f.startsWith('nodemesh-ca-'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyConfig } from './apply.js';
-import { lookupKind } from './kinds/index.js';
+import { applyConfig } from '../control/apply.js';
+import { lookupKind } from '../control/kinds/index.js';
 import { WATCHED_KINDS, type KubeObject } from './kube-kinds.js';
 import { nodeViews } from './node-view.js';
 

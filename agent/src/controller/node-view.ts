@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { WATCHED_KINDS, type KubeObject } from './kube-kinds.js';
 import type { NodeView } from './stream-server.js';
-import type { ViewResource } from './view-resource.js';
+import type { ViewResource } from '../control/view-resource.js';
 
 type Json = Record<string, unknown>;
 
