@@ -4,9 +4,9 @@
 import type { Logger } from 'pino';
 import { AdminServer, NdjsonRoute } from './admin/server.js';
 import { configDump, services, workloads } from './admin/views.js';
-import { applyState, plaintextPods, workloadIdentity } from './apply-state.js';
+import { applyState, plaintextPods, workloadIdentity } from './control/apply-state.js';
 import { RoundRobin } from './balance/round-robin.js';
-import { openConfigSource, type SourceSettings } from './config-source.js';
+import { openConfigSource, type SourceSettings } from './control/config-source.js';
 import { NodemeshError } from './errors.js';
 import { CertManager } from './identity/cert-manager.js';
 import { identityOfPeer } from './identity/peer.js';

@@ -1,6 +1,6 @@
 // The node's state as the proxy holds it, shaped for `nodemesh workloads`, `services` and
 // `config dump` (what `istioctl ztunnel-config` shows for ztunnel): plain JSON the CLI prints.
-import { workloadIdentity } from '../apply-state.js';
+import { workloadIdentity } from '../control/apply-state.js';
 import { mtlsMode, type EffectiveMtlsMode } from '../policy/index.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import { serviceEndpoints } from '../state/endpoints.js';

@@ -7,7 +7,7 @@ import { parseAddress } from '../admin/client.js';
 import { isIP } from 'node:net';
 import v8 from 'node:v8';
 import { startAgent, type AgentSettings } from '../app.js';
-import type { SourceSettings } from '../config-source.js';
+import type { SourceSettings } from '../control/config-source.js';
 import { parseKubeletCgroupRoot } from '../redirect/kubelet-cgroups.js';
 import { NodemeshError } from '../errors.js';
 import { Redirect, findCgroup2Mount } from '../redirect/index.js';

@@ -2,9 +2,9 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { applyState, plaintextPods } from './apply-state.js';
-import type { CertManager } from './identity/cert-manager.js';
-import type { PodMtls, Redirect } from './redirect/index.js';
-import { indexFromYaml, nodeAndShop } from './testing/mesh.js';
+import type { CertManager } from '../identity/cert-manager.js';
+import type { PodMtls, Redirect } from '../redirect/index.js';
+import { indexFromYaml, nodeAndShop } from '../testing/mesh.js';
 
 const pod = (name: string, ip: string, app: string) => `---
 apiVersion: v1

@@ -4,15 +4,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { FileSource } from './control/file-source.js';
-import { StreamSource } from './control/stream-source.js';
-import { NodemeshError } from './errors.js';
-import { nodeMayHold } from './identity/authz-rule.js';
-import { MeshCA } from './identity/ca.js';
-import type { Signer } from './identity/cert-manager.js';
-import { CertStore } from './identity/cert-store.js';
-import { podCgroupPath } from './redirect/kubelet-cgroups.js';
-import type { MeshState } from './state/model.js';
+import { FileSource } from './file-source.js';
+import { StreamSource } from './stream-source.js';
+import { NodemeshError } from '../errors.js';
+import { nodeMayHold } from '../identity/authz-rule.js';
+import { MeshCA } from '../identity/ca.js';
+import type { Signer } from '../identity/cert-manager.js';
+import { CertStore } from '../identity/cert-store.js';
+import { podCgroupPath } from '../redirect/kubelet-cgroups.js';
+import type { MeshState } from '../state/model.js';
 
 export type SourceSettings =
   | { kind: 'file'; path: string; caDir: string }

@@ -3,12 +3,12 @@
 // set of workload identities whose certificates this node holds; and says which pods need
 // the proxy's plaintext listener (PERMISSIVE).
 import type { Logger } from 'pino';
-import type { CertManager } from './identity/cert-manager.js';
-import { formatSpiffeId } from './identity/spiffe.js';
-import { applicablePolicies, mtlsMode } from './policy/index.js';
-import type { KernelMtlsMode, PodMtls, Redirect, SteeredPod } from './redirect/index.js';
-import { podName, type MeshIndex } from './state/mesh-index.js';
-import type { MeshPod } from './state/model.js';
+import type { CertManager } from '../identity/cert-manager.js';
+import { formatSpiffeId } from '../identity/spiffe.js';
+import { applicablePolicies, mtlsMode } from '../policy/index.js';
+import type { KernelMtlsMode, PodMtls, Redirect, SteeredPod } from '../redirect/index.js';
+import { podName, type MeshIndex } from '../state/mesh-index.js';
+import type { MeshPod } from '../state/model.js';
 
 export function applyState(
   index: MeshIndex,
