@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import type { AgentStatus } from '../agent/src/app.js';
 import { WATCHED_KINDS } from '../agent/src/controller/kube-kinds.js';
@@ -20,6 +19,7 @@ import { AgentProcess, CLI } from '../scripts/testbed/agent.js';
 import { serviceDoc, type Doc } from '../scripts/testbed/mesh-config.js';
 import { Testbed } from '../scripts/testbed/testbed.js';
 import { generateKeyPairSync } from 'node:crypto';
+import { freePort } from '../agent/src/testing/ports.js';
 
 const isRoot = process.getuid?.() === 0;
 const AGENT_SA = 'system:serviceaccount:nodemesh-system:nodemesh-agent';
@@ -338,12 +338,3 @@ describe('Kubernetes mode: controller, config stream and agents', { skip: isRoot
   const readRoot = () => api.get({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'nodemesh-ca-root', namespace: 'nodemesh-system' } }).data['root-cert.pem'] as string;
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { tapEvent } from '../telemetry/tap.js';
-import { fakePod, requestRecord } from '../testing/request-records.js';
+import { fakePod, fakeRequest } from '../testing/request-record.js';
 import type { Colours } from './table.js';
 import { tapHeader, tapLine } from './tap.js';
 
@@ -11,7 +11,7 @@ const tagged: Colours = { bold: (s) => s, red: (s) => `<r>${s}</r>`, green: (s) 
 describe('nodemesh tap layout', () => {
   it('one line per request, each column under its header, authority and path when they fit', () => {
     const head = tapHeader(80);
-    const line = tapLine(tapEvent(requestRecord({ method: 'POST', path: '/api/items', durationMs: 12.34 })), 80, plain);
+    const line = tapLine(tapEvent(fakeRequest({ method: 'POST', path: '/api/items', durationMs: 12.34 })), 80, plain);
     assert.match(head, /^TIME {5}DIR METHOD STATUS {2}LATENCY SOURCE {6}DESTINATION REQUEST$/);
     assert.match(line, /^\d\d:\d\d:\d\d out POST {3}200 {5} 12\.3ms shop\/client shop\/web {4}web\.shop\/api\/items$/);
     for (const h of ['DIR', 'METHOD', 'STATUS', 'SOURCE', 'DESTINATION', 'REQUEST']) {
@@ -23,7 +23,7 @@ describe('nodemesh tap layout', () => {
 
   it('fits 80 columns with long names and paths: the name without its namespace, then its ends; the path cut', () => {
     const e = tapEvent(
-      requestRecord({
+      fakeRequest({
         method: 'OPTIONS',
         status: 503,
         responseFlags: 'URX',
@@ -40,14 +40,14 @@ describe('nodemesh tap layout', () => {
   });
 
   it('shows the gRPC status after the HTTP one and colours only the status, red for failures', () => {
-    const grpc = tapEvent(requestRecord({ protocol: 'grpc', status: 200, grpcStatus: 14, path: '/pkg.Svc/Call' }));
+    const grpc = tapEvent(fakeRequest({ protocol: 'grpc', status: 200, grpcStatus: 14, path: '/pkg.Svc/Call' }));
     assert.match(tapLine(grpc, 80, tagged), / <r>200\/14 <\/r> /);
-    assert.match(tapLine(tapEvent(requestRecord()), 80, tagged), / <g>200 {4}<\/g> /);
-    assert.match(tapLine(tapEvent(requestRecord({ status: 0, responseFlags: 'DC' })), 80, tagged), / <r>- DC {3}<\/r> /);
+    assert.match(tapLine(tapEvent(fakeRequest()), 80, tagged), / <g>200 {4}<\/g> /);
+    assert.match(tapLine(tapEvent(fakeRequest({ status: 0, responseFlags: 'DC' })), 80, tagged), / <r>- DC {3}<\/r> /);
   });
 
   it('uses a wider terminal for the names and the request', () => {
-    const line = tapLine(tapEvent(requestRecord({ path: '/x'.repeat(40) })), 132, plain);
+    const line = tapLine(tapEvent(fakeRequest({ path: '/x'.repeat(40) })), 132, plain);
     assert.ok(line.length > 80 && line.length <= 132, `${line.length}`);
   });
 });

@@ -5,10 +5,10 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, it, type TestContext } from 'node:test';
 import { nodeMayHold } from '../identity/authz-rule.js';
 import { MeshCA } from '../identity/ca.js';
-import { meshState, testKey, tmpDir } from '../testing/pki.js';
+import { testKey, tmpDir } from '../testing/pki.js';
 import { createCsr, pemCertificates } from '../identity/x509.js';
 import type { Rejection } from '../state/model.js';
-import { memoryLogger } from '../testing/mesh.js';
+import { memoryLogger, podsState } from '../testing/mesh.js';
 import { controllerPki, portOf, SERVER_NAME, service, startController, tokenOf, waitFor, type TestController } from '../testing/stream.js';
 import { ServingCertificate } from './serving-certificate.js';
 import { ConfigStreamClient, type ConfigSnapshot, type ConfigStreamClientOptions } from '../control/stream-client.js';
@@ -268,7 +268,7 @@ describe('config stream', () => {
 describe('certificate signing over the config server', () => {
   const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
   const DB = 'spiffe://cluster.local/ns/shop/sa/db';
-  const state = meshState([
+  const state = podsState([
     { namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' },
     { namespace: 'shop', name: 'db-1', nodeName: 'n2', serviceAccount: 'db' },
   ]);

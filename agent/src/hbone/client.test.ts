@@ -7,11 +7,11 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type tls from 'node:tls';
 import { HboneClient, type HboneClientOptions } from './client.js';
+import { freePort } from '../testing/ports.js';
 import { HboneError, type HboneStream } from './protocol.js';
 import { HboneServer, dialTarget, type HboneServerOptions, type HboneTunnelRequest } from './server.js';
 import {
   acceptTrustDomain,
-  freePort,
   makePki,
   readAll,
   recordingLog,

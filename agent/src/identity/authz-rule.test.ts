@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { nodeMayHold } from './authz-rule.js';
 import { nodeIdentity, parseSpiffeId } from './spiffe.js';
-import { meshState } from '../testing/pki.js';
+import { podsState } from '../testing/mesh.js';
 
-const state = meshState([
+const state = podsState([
   { namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' },
   { namespace: 'shop', name: 'db-1', nodeName: 'n2', serviceAccount: 'db' },
 ]);

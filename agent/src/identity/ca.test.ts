@@ -3,16 +3,16 @@ import crypto, { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { memoryLogger } from '../testing/mesh.js';
+import { memoryLogger, podsState } from '../testing/mesh.js';
 import { nodeMayHold } from './authz-rule.js';
 import { MeshCA, type SignRequest } from './ca.js';
-import { makeCa, meshState, pemOf, testKey, tmpDir } from '../testing/pki.js';
+import { makeCa, pemOf, testKey, tmpDir } from '../testing/pki.js';
 import { createCsr, pemCertificates } from './x509.js';
 
 const TD = 'cluster.local';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const NODE_ID = 'spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-agent';
-const state = meshState([
+const state = podsState([
   { namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' },
   { namespace: 'shop', name: 'db-1', nodeName: 'n2', serviceAccount: 'db' },
 ]);

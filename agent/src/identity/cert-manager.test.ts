@@ -3,19 +3,19 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { memoryLogger } from '../testing/mesh.js';
+import { memoryLogger, podsState } from '../testing/mesh.js';
 import { nodeMayHold } from './authz-rule.js';
 import { MeshCA } from './ca.js';
 import { CertStore } from './cert-store.js';
 import { CertManager, type CertManagerOptions, type IdentityStatus, type Signer } from './cert-manager.js';
-import { meshState, testKey, tmpDir } from '../testing/pki.js';
+import { testKey, tmpDir } from '../testing/pki.js';
 import { createCsr } from './x509.js';
 
 const TD = 'cluster.local';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
 const NODE_ID = 'spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-agent';
-const state = meshState([
+const state = podsState([
   { namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' },
   { namespace: 'shop', name: 'api-1', nodeName: 'n1', serviceAccount: 'api' },
 ]);

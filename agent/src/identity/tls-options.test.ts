@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
-import { memoryLogger } from '../testing/mesh.js';
+import { memoryLogger, podsState } from '../testing/mesh.js';
 import { nodeMayHold } from './authz-rule.js';
 import { MeshCA } from './ca.js';
-import { handshake, issueLeaf, makeCa, meshState, pemOf, testKey, tmpDir } from '../testing/pki.js';
+import { handshake, issueLeaf, makeCa, pemOf, testKey, tmpDir } from '../testing/pki.js';
 import { identityOfSocket } from './peer.js';
 import { formatSpiffeId } from './spiffe.js';
 import { clientTlsOptions, serverTlsOptions, type TlsCredentials } from './tls-options.js';
@@ -13,7 +13,7 @@ import { createCsr } from './x509.js';
 const TD = 'cluster.local';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const NODE_ID = 'spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-agent';
-const state = meshState([{ namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' }]);
+const state = podsState([{ namespace: 'shop', name: 'web-1', nodeName: 'n1', serviceAccount: 'web' }]);
 
 // The test's own root is loaded as a user-supplied CA, so the test can also sign what the CA
 // never would (expired certificates).

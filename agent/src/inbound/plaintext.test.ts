@@ -10,6 +10,7 @@ import net from 'node:net';
 import { listenInNetns, openOwnNetns } from '../../../native/netns.js';
 import type { MeshIndex } from '../state/mesh-index.js';
 import { FlowTable, type FlowRow } from '../telemetry/flow-table.js';
+import { freePort } from '../testing/ports.js';
 import { indexFromYaml, memoryLogger, nodeAndShop } from '../testing/mesh.js';
 import type { InboundRequest, InboundResult } from './inbound.js';
 import { PlaintextInbound, type PlaintextPod } from './plaintext.js';
@@ -36,15 +37,6 @@ status: { podIP: 127.0.0.5 }
 `;
 
 const WEB: PlaintextPod = { name: 'shop/web-1', podIP: '127.0.0.2', cgroupPath: '/cgroup/web-1' };
-
-/** A free loopback port for the fake pod listener (it is bound right after). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Sends `data` from `from`, half-closes, and collects the answer; 'ECONNRESET' etc. on error. */
 function exchange(port: number, from: string, data: string): Promise<string> {

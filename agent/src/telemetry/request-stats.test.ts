@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { requestRecord } from '../testing/request-records.js';
+import { fakeRequest } from '../testing/request-record.js';
 import { RequestStats, succeeded } from './request-stats.js';
 
 const T0 = 1_700_000_000_000;
@@ -17,8 +17,8 @@ describe('RequestStats', () => {
 
   it('50 × 200 and 10 × 503 to one service: 60 requests, 83.33 % success, latency of both', () => {
     const stats = new RequestStats();
-    for (let i = 0; i < 50; i++) stats.request(requestRecord({ startMs: T0 + i * 10, durationMs: 2 }));
-    for (let i = 0; i < 10; i++) stats.request(requestRecord({ startMs: T0 + 500 + i * 10, durationMs: 40, status: 503 }));
+    for (let i = 0; i < 50; i++) stats.request(fakeRequest({ startMs: T0 + i * 10, durationMs: 2 }));
+    for (let i = 0; i < 10; i++) stats.request(fakeRequest({ startMs: T0 + 500 + i * 10, durationMs: 40, status: 503 }));
     const { services, windowSeconds } = stats.snapshot({}, T0 + 1000);
     assert.equal(windowSeconds, 10);
     assert.equal(services.length, 1);
@@ -33,11 +33,11 @@ describe('RequestStats', () => {
   it('splits by reporter and by route, busiest first; a service without routes lists none', () => {
     const stats = new RequestStats();
     const api = { namespace: 'shop', name: 'api', port: 80 };
-    for (let i = 0; i < 3; i++) stats.request(requestRecord({ startMs: T0, destination: { service: api }, route: 'HTTPRoute shop/api' }));
-    stats.request(requestRecord({ startMs: T0, destination: { service: api } }));
-    stats.request(requestRecord({ startMs: T0, reporter: 'destination' }));
-    stats.request(requestRecord({ startMs: T0 }));
-    stats.request(requestRecord({ startMs: T0 }));
+    for (let i = 0; i < 3; i++) stats.request(fakeRequest({ startMs: T0, destination: { service: api }, route: 'HTTPRoute shop/api' }));
+    stats.request(fakeRequest({ startMs: T0, destination: { service: api } }));
+    stats.request(fakeRequest({ startMs: T0, reporter: 'destination' }));
+    stats.request(fakeRequest({ startMs: T0 }));
+    stats.request(fakeRequest({ startMs: T0 }));
     const s = stats.snapshot({}, T0 + 100).services;
     assert.deepEqual(
       s.map((x) => [x.reporter, x.service, x.requests]),
@@ -62,9 +62,9 @@ describe('RequestStats', () => {
       { direction: 'outbound' as const },
     ];
     const stats = new RequestStats({ openConnections: () => open });
-    stats.request(requestRecord({ startMs: T0 }));
-    stats.request(requestRecord({ startMs: T0, reporter: 'destination' }));
-    stats.request(requestRecord({ startMs: T0, destination: { service: { namespace: 'bank', name: 'ledger', port: 80 } } }));
+    stats.request(fakeRequest({ startMs: T0 }));
+    stats.request(fakeRequest({ startMs: T0, reporter: 'destination' }));
+    stats.request(fakeRequest({ startMs: T0, destination: { service: { namespace: 'bank', name: 'ledger', port: 80 } } }));
     assert.deepEqual(stats.snapshot({ namespace: 'shop' }, T0).services.map((x) => [x.reporter, x.service, x.openConnections]), [
       ['source', 'shop/web', 2],
       ['destination', 'shop/web', null],
@@ -75,9 +75,9 @@ describe('RequestStats', () => {
 
   it('forgets idle services and keeps at most 256 of them', () => {
     const stats = new RequestStats({ windowSeconds: 5 });
-    stats.request(requestRecord({ startMs: T0 }));
+    stats.request(fakeRequest({ startMs: T0 }));
     assert.equal(stats.snapshot({}, T0 + 5000).services.length, 0);
-    for (let i = 0; i < 300; i++) stats.request(requestRecord({ startMs: T0 + 6000, destination: { service: { namespace: 'ns', name: `s${i}`, port: 80 } } }));
+    for (let i = 0; i < 300; i++) stats.request(fakeRequest({ startMs: T0 + 6000, destination: { service: { namespace: 'ns', name: `s${i}`, port: 80 } } }));
     const kept = stats.snapshot({}, T0 + 6000).services;
     assert.equal(kept.length, 256);
     assert.ok(kept.some((x) => x.service === 'ns/s299') && !kept.some((x) => x.service === 'ns/s0'), 'the oldest went first');

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { NodemeshError } from '../errors.js';
-import { fakePod, requestRecord } from '../testing/request-records.js';
+import { fakePod, fakeRequest } from '../testing/request-record.js';
 import type { RequestRecord } from './request-record.js';
 import { matchTap, parseTapFilter, TapHub, TokenBucket, type TapEvent } from './tap.js';
 
@@ -26,7 +26,7 @@ describe('tap filters', () => {
   });
 
   it('match the destination service or endpoint pod, either end of a namespace, the method and a path prefix', () => {
-    const r = requestRecord({ method: 'POST', path: '/api/items?x=1' });
+    const r = fakeRequest({ method: 'POST', path: '/api/items?x=1' });
     const m = (q: Record<string, string>, rec: RequestRecord = r) => matchTap(rec, parse(q));
     assert.equal(m({}), true);
     assert.equal(m({ to: 'web' }), true);
@@ -40,9 +40,9 @@ describe('tap filters', () => {
     assert.equal(m({ path: '/apix' }), false);
     assert.equal(m({ namespace: 'shop' }), true);
     assert.equal(m({ namespace: 'bank' }), false);
-    const fromBank = requestRecord({ source: { pod: fakePod('bank', 'teller'), ip: '10.0.0.1' } });
+    const fromBank = fakeRequest({ source: { pod: fakePod('bank', 'teller'), ip: '10.0.0.1' } });
     assert.equal(m({ namespace: 'bank' }, fromBank), true, 'the source namespace');
-    const byIdentity = requestRecord({ reporter: 'destination', source: { ip: '10.0.0.1', identity: 'spiffe://cluster.local/ns/ops/sa/x' } });
+    const byIdentity = fakeRequest({ reporter: 'destination', source: { ip: '10.0.0.1', identity: 'spiffe://cluster.local/ns/ops/sa/x' } });
     assert.equal(m({ namespace: 'ops' }, byIdentity), true, 'the verified identity namespace');
   });
 });
@@ -64,10 +64,10 @@ describe('TapHub', () => {
     const posts: TapEvent[] = [];
     const stopAll = hub.subscribe(parse({}), (e) => all.push(e));
     hub.subscribe(parse({ method: 'POST' }), (e) => posts.push(e));
-    hub.request(requestRecord({ method: 'POST', status: 503, responseFlags: 'UF', durationMs: 12.3456, grpcStatus: 14, route: 'HTTPRoute shop/web' }));
-    hub.request(requestRecord());
+    hub.request(fakeRequest({ method: 'POST', status: 503, responseFlags: 'UF', durationMs: 12.3456, grpcStatus: 14, route: 'HTTPRoute shop/web' }));
+    hub.request(fakeRequest());
     stopAll();
-    hub.request(requestRecord({ method: 'POST' }));
+    hub.request(fakeRequest({ method: 'POST' }));
     assert.equal(all.length, 2);
     assert.equal(posts.length, 2);
     assert.equal(all[0], posts[0], 'built once for all subscribers');
@@ -101,7 +101,7 @@ describe('TapHub', () => {
     // 500 requests evenly over 2 s: 250 rps offered.
     for (let i = 0; i < 500; i++) {
       now = i * 4;
-      hub.request(requestRecord());
+      hub.request(fakeRequest());
     }
     assert.equal(fast.length, 500);
     // A burst of 10, then 10 a second.

@@ -161,13 +161,6 @@ export async function startEcho(onSocket?: (s: net.Socket) => boolean): Promise<
 }
 
 /** A port nothing listens on (bound then released). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 export interface Received {
   data: Buffer;

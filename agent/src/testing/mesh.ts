@@ -1,5 +1,5 @@
-// Test helpers shared by unit tests: a mesh state from YAML through the real validation, and
-// a logger that keeps its lines for assertions.
+// Test helpers shared by unit tests: mesh states, from parts or from YAML through the real
+// validation, and a logger that keeps its lines for assertions.
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { applyConfig } from '../control/apply.js';
@@ -38,10 +38,31 @@ apiVersion: v1
 kind: Namespace
 metadata: { name: shop, labels: { nodemesh.io/mode: enabled } }`;
 
+/** A mesh state through the real validation: nodes n1, n2 and the given pods (no pod IPs). */
+export function podsState(pods: Array<{ namespace: string; name: string; nodeName: string; serviceAccount: string }>): MeshState {
+  const namespaces = [...new Set(pods.map((p) => p.namespace))];
+  const yaml = [
+    ...['n1', 'n2'].map(
+      (n, i) => `apiVersion: v1\nkind: Node\nmetadata: { name: ${n} }\nstatus: { addresses: [{ type: InternalIP, address: 10.0.0.${i + 1} }] }\n`,
+    ),
+    ...namespaces.map((ns) => `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${ns} }\n`),
+    ...pods.map(
+      (p) =>
+        `apiVersion: v1\nkind: Pod\nmetadata: { name: ${p.name}, namespace: ${p.namespace} }\nspec: { nodeName: ${p.nodeName}, serviceAccountName: ${p.serviceAccount} }\n`,
+    ),
+  ].join('---\n');
+  const state = stateFromYaml(yaml, 'n1');
+  if (state.rejections.length) throw new Error(`test mesh rejected: ${JSON.stringify(state.rejections)}`);
+  return state;
+}
+
+/** YAML through the real validation, as `node` would apply it; every pod cgroup "exists". */
+const stateFromYaml = (yaml: string, node: string): MeshState => applyConfig(null, parseConfig(yaml, 'test.yaml'), { node, cgroupExists: () => true });
+
 /** Builds the node's index from YAML; every pod cgroup "exists" and has id = its position + 1. */
 /** `edit` changes the validated state, for what validation would refuse (loopback addresses in an EndpointSlice). */
 export function indexFromYaml(yaml: string, node: string, edit: (state: MeshState) => MeshState = (s) => s): MeshIndex {
-  const state = edit(applyConfig(null, parseConfig(yaml, 'test.yaml'), { node, cgroupExists: () => true }));
+  const state = edit(stateFromYaml(yaml, node));
   const ids = new Map<string, bigint>();
   return new MeshIndex(state, node, (path) => {
     if (!ids.has(path)) ids.set(path, BigInt(ids.size + 1));

@@ -1,5 +1,5 @@
 // Test-only PKI: roots and leaves the mesh CA would never issue (foreign, expired, odd SANs),
-// a mesh state with pods, and a real TLS handshake on loopback.
+// and a real TLS handshake on loopback.
 import crypto, { type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -7,9 +7,6 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import forge from 'node-forge';
-import { applyConfig } from '../control/apply.js';
-import { parseConfig } from '../control/config-docs.js';
-import type { MeshState } from '../state/model.js';
 import { certificateToPem, randomSerialHex, SAN_DNS, SAN_URI, signCertificate } from '../identity/x509.js';
 
 export interface TestCa {
@@ -83,24 +80,6 @@ export const tmpDir = (): string => {
   made.push(dir);
   return dir;
 };
-
-/** A mesh state through the real validation: nodes n1, n2 and the given pods (no pod IPs). */
-export function meshState(pods: Array<{ namespace: string; name: string; nodeName: string; serviceAccount: string }>): MeshState {
-  const namespaces = [...new Set(pods.map((p) => p.namespace))];
-  const yaml = [
-    ...['n1', 'n2'].map(
-      (n, i) => `apiVersion: v1\nkind: Node\nmetadata: { name: ${n} }\nstatus: { addresses: [{ type: InternalIP, address: 10.0.0.${i + 1} }] }\n`,
-    ),
-    ...namespaces.map((ns) => `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${ns} }\n`),
-    ...pods.map(
-      (p) =>
-        `apiVersion: v1\nkind: Pod\nmetadata: { name: ${p.name}, namespace: ${p.namespace} }\nspec: { nodeName: ${p.nodeName}, serviceAccountName: ${p.serviceAccount} }\n`,
-    ),
-  ].join('---\n');
-  const state = applyConfig(null, parseConfig(yaml, 'identity-test.yaml'), { node: 'n1', cgroupExists: () => true });
-  if (state.rejections.length) throw new Error(`test mesh rejected: ${JSON.stringify(state.rejections)}`);
-  return state;
-}
 
 export interface HandshakeResult {
   /** The server accepted the connection (Node's TLS verified the client). */
