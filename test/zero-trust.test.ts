@@ -376,6 +376,36 @@ describe('zero trust: mTLS between nodes, identities, peer authentication, autho
     assert.equal((await curl({ pod: 'client' }, 'http://10.96.0.10/')).body?.pod, 'web-1');
   });
 
+  it('an open L4 connection that a new DENY policy covers is reset by the destination, which logs why', async () => {
+    await configure([]);
+    // Echoes a line every 100 ms over one connection; tells when it is echoing and how it ended.
+    const client = [
+      `const s = require('net').connect(7000, '10.96.0.12'); let got = 0;`,
+      `s.on('data', (c) => { if (got === 0) console.log('echoing'); got += c.length; });`,
+      `const tick = setInterval(() => s.write('ping\\n'), 100);`,
+      `s.on('error', (e) => console.log('error ' + e.code)); s.on('close', () => { clearInterval(tick); console.log('closed after ' + got); process.exit(0); });`,
+      `setTimeout(() => { console.log('still open'); process.exit(0); }, 20000);`,
+    ].join(' ');
+    const child = tb.spawn({ pod: 'client' }, [process.execPath, '-e', client]);
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      await agent('n1').until('the connection echoes', async () => (out.includes('echoing') ? true : undefined));
+      await configure([
+        policy('deny-open', {
+          action: 'DENY',
+          selector: { matchLabels: { app: 'web-remote' } },
+          rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }], to: [{ operation: { ports: ['9000'] } }] }],
+        }),
+      ]);
+      await agent('n1').until('the connection ends', async () => (/closed after|still open/.test(out) ? true : undefined), 10_000);
+      assert.match(out, /error ECONNRESET\nclosed after \d+/, 'a reset, not a clean end');
+      assert.match(agent('n2').output, /"policy":"shop\/deny-open"[^\n]*inbound: open connection closed, the policy now denies it/);
+    } finally {
+      child.kill();
+    }
+  });
+
   /** Status and body of each URL (curl keeps one connection for URLs to the same host). */
   const http = async (url: string | string[], extra: string[] = []) => {
     const urls = typeof url === 'string' ? [url] : url;

@@ -201,6 +201,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     applyMaps(next);
     l7.update(next);
     plaintext.update(plaintextPods(next));
+    inbound.recheck();
   };
   const outbound = new OutboundProxy(
     { detectTimeoutMs: settings.detectTimeoutMs },

@@ -17,6 +17,7 @@ import type { MeshPod } from '../state/model.js';
 import type { RequestObserver } from '../telemetry/request-record.js';
 import { l7Inbound } from './l7.js';
 import { destinationRecord } from './record.js';
+import { reset } from '../transport/reset.js';
 import { tcpConnect } from '../transport/tcp-connect.js';
 
 export interface InboundRequest {
@@ -55,8 +56,17 @@ export interface InboundDeps {
   observers?: readonly RequestObserver[];
 }
 
+/** An admitted connection, while it is open: what it was admitted on, to check again. */
+interface OpenConnection {
+  req: InboundRequest;
+  podSocket: net.Socket;
+  /** Through the L7 filters, which decide each request on the state as it is then. */
+  filtered: boolean;
+}
+
 export class Inbound {
   readonly #deps: InboundDeps;
+  readonly #open = new Set<OpenConnection>();
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
@@ -69,14 +79,12 @@ export class Inbound {
     if (!pod || pod.nodeName !== view.nodeName) {
       return { status: 404, reason: `${req.target.ip} is not a pod on node ${view.nodeName}` };
     }
-    const mode = mtlsMode(view.state, pod, req.target.port);
-    if (mode === 'STRICT' && !req.source.principal) {
-      return { status: 403, pod, reason: `${pod.namespace}/${pod.name} port ${req.target.port} requires mTLS (PeerAuthentication STRICT)` };
-    }
+    const strict = strictRefusal(view, req, pod);
+    if (strict) return { status: 403, pod, reason: strict };
     const perRequest = needsHttp(view.state, pod, req.target.port);
     const decision: AuthzDecision = perRequest
       ? { allowed: true, reason: 'each HTTP request is authorized (a policy on this port has HTTP fields)' }
-      : authorize(view.state, { source: req.source, destination: { pod, ip: req.target.ip, port: req.target.port } });
+      : authorizeOn(view, req, pod);
     if (!decision.allowed) {
       this.#deps.log.info({ source: req.source, target: req.target, reason: decision.reason }, 'inbound: connection denied');
       return { status: 403, pod, decision, reason: decision.reason };
@@ -85,9 +93,9 @@ export class Inbound {
     try {
       const socket = await tcpConnect(req.target, localAddress, this.#deps.connectTimeoutMs);
       const http = perRequest || req.protocol !== undefined || req.detectTimeoutMs !== undefined;
-      // Without an HTTP policy the connection's decision stands for each of its requests.
+      // Each request is decided on the state as it is when it arrives.
       const gate = {
-        decide: perRequest ? (fields?: AuthzHttp) => this.#decide(req, pod, fields) : () => decision,
+        decide: (fields?: AuthzHttp) => this.#decide(req, pod, fields),
         exchanged: (ex: HttpExchange) => this.#report(req, pod, ex),
       };
       const l7 = {
@@ -96,12 +104,41 @@ export class Inbound {
         ...(req.detectTimeoutMs !== undefined ? { detectTimeoutMs: req.detectTimeoutMs } : {}),
       };
       const stream = http ? l7Inbound(socket, gate, l7) : socket;
+      const open: OpenConnection = { req, podSocket: socket, filtered: http };
+      this.#open.add(open);
+      socket.once('close', () => this.#open.delete(open));
       return { stream, podSocket: socket, pod, decision };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       return code === 'ETIMEDOUT'
         ? { status: 504, pod, decision, reason: `pod ${pod.namespace}/${pod.name} did not answer on port ${req.target.port} within ${this.#deps.connectTimeoutMs} ms` }
         : { status: 503, pod, decision, reason: `pod ${pod.namespace}/${pod.name} port ${req.target.port}: ${code}` };
+    }
+  }
+
+  /**
+   * Checks every open connection against the mesh state as it is now, as ztunnel's policy
+   * watcher does: one that would be refused if it opened now (STRICT without a peer identity;
+   * for a byte relay, an AuthorizationPolicy that denies it) is reset on both sides and logged.
+   * Connections through the L7 filters have each request decided as it comes.
+   */
+  recheck(): void {
+    const view = this.#deps.index();
+    for (const open of this.#open) {
+      const { req } = open;
+      const pod = view.podsByIP.get(req.target.ip);
+      if (!pod || pod.nodeName !== view.nodeName) continue;
+      const strict = strictRefusal(view, req, pod);
+      const decision: AuthzDecision = strict
+        ? { allowed: false, reason: strict }
+        : open.filtered
+          ? { allowed: true, reason: 'each HTTP request is authorized' }
+          : authorizeOn(view, req, pod);
+      if (decision.allowed) continue;
+      this.#deps.log.info({ source: req.source, target: req.target, policy: decision.policy, reason: decision.reason }, 'inbound: open connection closed, the policy now denies it');
+      req.onDenied?.(decision);
+      this.#open.delete(open);
+      reset(open.podSocket);
     }
   }
 
@@ -115,8 +152,7 @@ export class Inbound {
   /** One request's decision (or the connection's, without `http`) on the mesh state as it is now. */
   #decide(req: InboundRequest, pod: MeshPod, http?: AuthzHttp): AuthzDecision {
     const view = this.#deps.index();
-    const destination = { pod: view.podsByIP.get(req.target.ip) ?? pod, ip: req.target.ip, port: req.target.port };
-    const decision = authorize(view.state, { source: req.source, destination, ...(http ? { http } : {}) });
+    const decision = authorizeOn(view, req, view.podsByIP.get(req.target.ip) ?? pod, http);
     if (!decision.allowed) {
       const fields = { method: http?.method, path: http?.path, source: req.source.principal ?? req.source.ip, target: req.target, policy: decision.policy, reason: decision.reason };
       this.#deps.log.info(fields, http ? 'inbound: request denied' : 'inbound: connection denied (not HTTP)');
@@ -124,4 +160,15 @@ export class Inbound {
     }
     return decision;
   }
+}
+
+/** Why a connection without a peer identity may not reach this pod port (PeerAuthentication STRICT), if it may not. */
+function strictRefusal(view: MeshIndex, req: InboundRequest, pod: MeshPod): string | undefined {
+  if (req.source.principal || mtlsMode(view.state, pod, req.target.port) !== 'STRICT') return undefined;
+  return `${pod.namespace}/${pod.name} port ${req.target.port} requires mTLS (PeerAuthentication STRICT)`;
+}
+
+/** The AuthorizationPolicy decision for the connection (or, with `http`, one of its requests) on `view`. */
+function authorizeOn(view: MeshIndex, req: InboundRequest, pod: MeshPod, http?: AuthzHttp): AuthzDecision {
+  return authorize(view.state, { source: req.source, destination: { pod, ip: req.target.ip, port: req.target.port }, ...(http ? { http } : {}) });
 }

@@ -333,6 +333,34 @@ describe('inbound L7: AuthorizationPolicy HTTP fields enforced per request', () 
     assert.equal(seen[1]?.headers.te, 'trailers');
   });
 
+  it('an open byte relay that a new policy denies is reset and logged; one still allowed goes on', async () => {
+    configure();
+    const s = net.connect(frontPort, '127.0.0.1');
+    await once(s, 'connect');
+    let data = '';
+    s.on('data', (c: Buffer) => (data += c.toString()));
+    const closed = new Promise<string>((resolve) => {
+      s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      s.on('close', () => resolve('closed'));
+    });
+    const get = async (path: string) => {
+      const before = data.length;
+      s.write(`GET ${path} HTTP/1.1\r\nhost: web\r\n\r\n`);
+      while (!/pod saw GET/.test(data.slice(before))) await new Promise((r) => setTimeout(r, 10));
+    };
+    await get('/one');
+    // A policy that still admits the connection changes nothing.
+    configure(policy('allow-client', `{ rules: [{ from: [{ source: { principals: ['${CLIENT}'] } }] }] }`));
+    inbound.recheck();
+    await get('/two');
+    configure(policy('deny-client', `{ action: DENY, rules: [{ from: [{ source: { principals: ['${CLIENT}'] } }] }] }`));
+    inbound.recheck();
+    assert.equal(await closed, 'ECONNRESET', 'the source sees a reset, not a clean end');
+    assert.equal(denials[0]?.policy, 'shop/deny-client');
+    assert.ok(lines.some((l) => l.msg === 'inbound: open connection closed, the policy now denies it' && l.policy === 'shop/deny-client'));
+    assert.deepEqual(seen.map((x) => x.url), ['/one', '/two']);
+  });
+
   it('HTTP/2: a source that breaks the protocol and then ends has its connection closed, the pod\'s too', async () => {
     configure(ALLOW_PUBLIC);
     podPort = h2Port;
