@@ -1,6 +1,6 @@
 // Builds the next MeshState from the parsed documents and the previous state: each resource
 // is validated alone, a rejected one keeps its last good version, everything else takes the
-// new content. Pure, so the file source and a future gRPC stream share it.
+// new content. Pure, so the file source and the controller stream share it.
 import { statSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import type { MeshState, Rejection } from '../state/model.js';

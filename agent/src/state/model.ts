@@ -1,5 +1,5 @@
 // The mesh as the agent knows it: the Kubernetes objects it was given, reduced to what the
-// data path needs. Built by control/ (file source now, Kubernetes later), read by the rest.
+// data path needs. Built by control/ (from a file, or from the controller's stream in Kubernetes), read by the rest.
 
 export const ENROLL_LABEL = 'nodemesh.io/mode';
 export const ENROLL_VALUE = 'enabled';
