@@ -5,7 +5,8 @@
 // latency at a fixed rate, then closed-loop throughput (wrk, h2load), and the agents' CPU.
 // The L7 paths run twice, with the agents' default telemetry (request metrics and an access
 // log line per request) and with a second pair of agents started with both off: the difference
-// is what telemetry costs.
+// is what telemetry costs. The anchor, measured in the same run: the same HTTP/1.1 hop through
+// a pair of HAProxy processes (one thread each, TLS 1.3 with certificates both ways).
 // Median of rounds; writes bench-results/<time>.json and prints a Markdown table.
 // Flags: --quick (one short round, to check the benchmark), --rounds N, --seconds N, --rate R.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Testbed, fixturePath } from './testbed/testbed.js';
 import { AgentProcess } from './testbed/agent.js';
 import { serviceDoc, testbedDocs, writeConfig } from './testbed/mesh-config.js';
+import { haproxyUrl, startHaproxyPair } from './bench/haproxy.js';
 import { readOptions, type BenchOptions } from './bench/options.js';
 import { H2LOAD_CONNECTIONS, H2LOAD_STREAMS, OPEN_LOOP_CONNECTIONS, WRK_CONNECTIONS, openLoop, saturate } from './bench/load.js';
 import { overhead, summarize, table, type Measurement, type PathSpec, type Summary, type Telemetry } from './bench/report.js';
@@ -39,6 +41,7 @@ const l7 = () => `http://${L7_VIP}/`;
 const L7_LABEL = 'mesh L7 (per request, HBONE mTLS)';
 const PATHS: BenchPath[] = [
   { id: 'direct-h1', protocol: 'h1', label: 'direct', url: direct },
+  { id: 'haproxy-h1', protocol: 'h1', label: 'HAProxy pair (HTTP mode, TLS 1.3 mTLS)', anchor: true, baseline: 'direct-h1', url: haproxyUrl },
   { id: 'mesh-l4-h1', protocol: 'h1', label: 'mesh L4 (TCP relay, HBONE mTLS)', telemetry: 'on', baseline: 'direct-h1', url: l4 },
   { id: 'mesh-l7-h1', protocol: 'h1', label: L7_LABEL, telemetry: 'on', baseline: 'direct-h1', url: l7 },
   { id: 'mesh-l7-h1-off', protocol: 'h1', label: L7_LABEL, telemetry: 'off', baseline: 'direct-h1', telemetryOn: 'mesh-l7-h1', url: l7 },
@@ -53,35 +56,40 @@ const cpuSeconds = (pid: number) => {
 };
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 
-/** CPU seconds each agent spends while `work` runs, per 1000 of the requests it reports. */
-async function withAgentCpu<T extends { requests: number }>(agents: AgentProcess[], work: () => Promise<T>) {
-  const pids = agents.map((a) => a.pid);
-  if (pids.some((pid) => pid === undefined)) throw new Error('an agent is not running');
-  const before = pids.map((pid) => cpuSeconds(pid as number));
+/** CPU seconds each node's proxy process spends while `work` runs, per 1000 of the requests it reports. */
+async function withCpu<T extends { requests: number }>(pids: number[], work: () => Promise<T>) {
+  const before = pids.map(cpuSeconds);
   const result = await work();
-  const per1000 = pids.map((pid, i) => ((cpuSeconds(pid as number) - (before[i] as number)) / result.requests) * 1000);
+  const per1000 = pids.map((pid, i) => ((cpuSeconds(pid) - (before[i] as number)) / result.requests) * 1000);
   return { result, cpu: { n1: per1000[0] as number, n2: per1000[1] as number } };
 }
 
-async function measure(tb: Testbed, p: BenchPath, opts: BenchOptions, agents: AgentProcess[]): Promise<Measurement> {
+/** `proxies`: the processes of the path on n1 and n2 (agents or HAProxy), none for a direct path. */
+async function measure(tb: Testbed, p: BenchPath, opts: BenchOptions, proxies: { pids: number[]; agents: boolean } | undefined): Promise<Measurement> {
   const url = p.url(tb);
   await openLoop(tb, url, p.protocol, opts.rate, opts.warmUpSeconds);
-  if (p.telemetry === undefined) {
+  if (!proxies) {
     return {
       openLoop: await openLoop(tb, url, p.protocol, opts.rate, opts.openLoopSeconds),
       saturation: await saturate(tb, url, p.protocol, opts.saturationSeconds),
     };
   }
-  const open = await withAgentCpu(agents, () => openLoop(tb, url, p.protocol, opts.rate, opts.openLoopSeconds));
-  const saturation = await withAgentCpu(agents, () => saturate(tb, url, p.protocol, opts.saturationSeconds));
+  const open = await withCpu(proxies.pids, () => openLoop(tb, url, p.protocol, opts.rate, opts.openLoopSeconds));
+  const saturation = await withCpu(proxies.pids, () => saturate(tb, url, p.protocol, opts.saturationSeconds));
   return {
     openLoop: open.result,
     saturation: saturation.result,
     agentCpuPer1000: open.cpu,
     agentCpuPer1000AtSaturation: saturation.cpu,
-    agentRssMiB: Math.max(...agents.map((a) => rssMiB(a.pid as number))),
+    ...(proxies.agents ? { agentRssMiB: Math.max(...proxies.pids.map(rssMiB)) } : {}),
   };
 }
+
+const pidsOf = (agents: AgentProcess[]): number[] =>
+  agents.map((a) => {
+    if (a.pid === undefined) throw new Error(`the agent on ${a.node} is not running`);
+    return a.pid;
+  });
 
 /** The backend answers HTTP/1.1 and HTTP/2 prior knowledge on one port. */
 async function startBackend(tb: Testbed): Promise<ChildProcess> {
@@ -141,12 +149,18 @@ async function main(): Promise<void> {
     ]);
     const rounds = new Map<string, Measurement[]>(PATHS.map((p) => [p.id, []]));
     for (let round = 0; round < opts.rounds; round++) {
-      for (const p of PATHS.filter((x) => x.telemetry === undefined)) rounds.get(p.id)?.push(await measure(tb, p, opts, []));
+      for (const p of PATHS.filter((x) => x.telemetry === undefined && !x.anchor)) rounds.get(p.id)?.push(await measure(tb, p, opts, undefined));
+      const haproxy = await startHaproxyPair(tb, `${tb.podIP('server')}:${BACKEND_PORT}`);
+      try {
+        for (const p of PATHS.filter((x) => x.anchor)) rounds.get(p.id)?.push(await measure(tb, p, opts, { pids: haproxy.pids, agents: false }));
+      } finally {
+        await haproxy.stop();
+      }
       // Alternating which pair goes first keeps a drift of the machine out of the difference.
       for (const telemetry of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
         const agents = agentPairs[telemetry];
         for (const agent of agents) await agent.start(config);
-        for (const p of PATHS.filter((x) => x.telemetry === telemetry)) rounds.get(p.id)?.push(await measure(tb, p, opts, agents));
+        for (const p of PATHS.filter((x) => x.telemetry === telemetry)) rounds.get(p.id)?.push(await measure(tb, p, opts, { pids: pidsOf(agents), agents: true }));
         await removeAgents(agents);
       }
       process.stderr.write(`round ${round + 1}/${opts.rounds} done after ${((Date.now() - started) / 1000).toFixed(0)} s\n`);

@@ -7,7 +7,7 @@ import type { OpenLoop, Protocol, Saturation } from './load.js';
 export interface Measurement {
   openLoop: OpenLoop;
   saturation: Saturation;
-  /** CPU seconds (user + system) per 1000 requests of the open-loop phase, per node agent. */
+  /** CPU seconds (user + system) per 1000 requests of the open-loop phase, per node proxy (agent or HAProxy). */
   agentCpuPer1000?: { n1: number; n2: number };
   /** The same during the saturation phase (batching makes it cheaper per request). */
   agentCpuPer1000AtSaturation?: { n1: number; n2: number };
@@ -22,8 +22,10 @@ export interface PathSpec {
   protocol: Protocol;
   /** What the table shows, e.g. "mesh L7 (HBONE mTLS)". */
   label: string;
-  /** Undefined for a direct path (no agents). */
+  /** Undefined for a path without agents (direct, or the anchor). */
   telemetry?: Telemetry;
+  /** The anchor: the same hop through a pair of HAProxy processes instead of the agents. */
+  anchor?: boolean;
   /** The direct path this one is compared to; undefined for a direct path. */
   baseline?: string;
   /** On a telemetry-off path: the same path with telemetry on, for the overhead. */
@@ -75,7 +77,7 @@ export function table(paths: PathSpec[], summaries: Map<string, Summary>): strin
   const ms = (v: number) => `${v.toFixed(2)} ms`;
   const signed = (v: number) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(2)} ms`;
   const lines = [
-    '| protocol | path | telemetry | p50 | p99 | added p50 | added p99 | max req/s | errors | agents CPU s / 1000 req (n1 + n2) |',
+    '| protocol | path | telemetry | p50 | p99 | added p50 | added p99 | max req/s | errors | proxies CPU s / 1000 req (n1 + n2) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const path of paths) {
