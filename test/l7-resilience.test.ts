@@ -60,6 +60,9 @@ const VIP = {
   grpcLimited: '10.96.1.12',
   grpcSlow: '10.96.1.13',
   grpcDown: '10.96.1.14',
+  l4Hash: '10.96.1.15',
+  l4Spread: '10.96.1.16',
+  l4Outlier: '10.96.1.17',
 } as const;
 
 // Pod selectors: p1 is on the client's node (in-process inbound), p2 and p3 on the other
@@ -137,6 +140,17 @@ const CONFIG: Doc[] = [
   httpRoute('grpc-slow', 'grpc-slow', [{ timeouts: { request: '300ms' } }], 9090),
   // Nothing listens on 9199 in either pod: every endpoint refuses the connection.
   svc('grpc-down', VIP.grpcDown, PAIR, 9199, 'grpc'),
+  // L4 (appProtocol tcp): connections balance through the same clusters as requests.
+  svc('l4-hash', VIP.l4Hash, ALL, 8110, 'tcp'),
+  destinationRule('l4-hash', { loadBalancer: { consistentHash: { useSourceIp: true } } }),
+  svc('l4-spread', VIP.l4Spread, ALL, 8110, 'tcp'),
+  destinationRule('l4-spread', { loadBalancer: { simple: 'ROUND_ROBIN' } }),
+  // Only p1 listens on 8111: connections to p2 fail until outlier detection ejects it.
+  svc('l4-outlier', VIP.l4Outlier, PAIR, 8111, 'tcp'),
+  destinationRule('l4-outlier', {
+    loadBalancer: { simple: 'ROUND_ROBIN' },
+    outlierDetection: { consecutive5xxErrors: 2, interval: '500ms', baseEjectionTime: '60s', maxEjectionPercent: 50 },
+  }),
 ];
 
 describe('L7 resilience: retries, outlier detection, circuit breaking, faults, rate limits, timeouts', { skip: isRoot ? false : 'needs root: BPF, netns and cgroups' }, () => {
@@ -222,6 +236,8 @@ describe('L7 resilience: retries, outlier detection, circuit breaking, faults, r
       backend('p2', 8104, 'outlier-p2'),
       backend('p3', 8104, 'outlier-p3', '--fail-rate', '1'),
       backend('p1', 8105, undefined, '--delay-ms', '1000'),
+      ...['p1', 'p2', 'p3'].map((pod) => backend(pod, 8110, undefined)),
+      backend('p1', 8111, undefined),
       backend('p1', 8080, 'healthy'),
       backend('p1', 8108, 'tpair-p1'),
       backend('p2', 8108, 'tpair-p2', '--delay-ms', '2000'),
@@ -245,6 +261,33 @@ describe('L7 resilience: retries, outlier detection, circuit breaking, faults, r
     } finally {
       await tb?.destroy();
     }
+  });
+
+  /** Which pod answered each of `n` connections (one curl each), or the curl error. */
+  const l4 = async (vip: string, n: number): Promise<string[]> => {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = await tb.exec({ pod: 'client' }, ['curl', '-sS', '--max-time', '3', `http://${vip}:9090/`]);
+      out.push(r.code === 0 ? (JSON.parse(r.stdout) as { pod: string }).pod : `curl ${r.code}`);
+    }
+    return out;
+  };
+
+  it('L4 connections follow the DestinationRule load balancer: consistent hash on the source IP, or round robin', async () => {
+    const hashed = await l4(VIP.l4Hash, 12);
+    assert.equal(new Set(hashed).size, 1, `one pod for one source IP: ${hashed.join(' ')}`);
+    const spread = await l4(VIP.l4Spread, 12);
+    assert.deepEqual([...new Set(spread)].sort(), ['p1', 'p2', 'p3'], spread.join(' '));
+  });
+
+  it('L4 outlier detection: an endpoint whose connections fail is ejected, and new connections go to the others', async () => {
+    const got = await l4(VIP.l4Outlier, 20);
+    const failed = got.filter((g) => g !== 'p1').length;
+    console.log(`l4-outlier: ${got.join(' ')}`);
+    // Round robin over two endpoints: without ejection every second connection would fail.
+    assert.ok(failed <= 3, `${failed} of 20 connections failed: ${got.join(' ')}`);
+    const metrics = await tb.exec({ node: 'n1' }, ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:15020/metrics']);
+    assert.match(metrics.stdout, /^nodemesh_outlier_ejected_endpoints\{destination_service="[^"/]+\/l4-outlier:9090"\} 1$/m, metrics.stdout.slice(0, 2000));
   });
 
   it('retries 503s of a backend failing half the time: over 99% of requests succeed', async () => {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { AdminServer, NdjsonRoute } from './admin/server.js';
 import { configDump, services, workloads } from './admin/views.js';
 import { applyState, plaintextPods, workloadIdentity } from './control/apply-state.js';
-import { RoundRobin } from './balance/round-robin.js';
+import { Clusters } from './outbound/cluster.js';
 import { openConfigSource, type SourceSettings } from './control/config-source.js';
 import { NodemeshError } from './errors.js';
 import { CertManager } from './identity/cert-manager.js';
@@ -126,6 +126,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
   const steering = opened;
 
   const flows = new FlowTable();
+  const clusters = new Clusters();
   const metrics = settings.metrics && new MetricsServer();
   if (metrics) {
     const tcpMetrics = new TcpMetrics(metrics.registry, { index: view, trustDomain: settings.trustDomain, openFlows: () => flows.openFlows() });
@@ -141,7 +142,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
           for (const f of flows.openFlows()) open[f.direction] += 1;
           return open;
         },
-        ejections: () => l7.ejections(),
+        ejections: () => clusters.ejections(),
       }),
     );
   }
@@ -193,19 +194,20 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
       },
     },
   });
-  const l7 = new L7Proxy({ index: view, dialer, log, observers, ...(tracing ? { tracing } : {}) });
+  const l7 = new L7Proxy({ index: view, dialer, clusters, log, observers, ...(tracing ? { tracing } : {}) });
   const plaintext = new PlaintextInbound({ steering, inbound, flows, index: view, detectTimeoutMs: settings.detectTimeoutMs, log });
   plaintext.update(plaintextPods(view()));
   const applyMaps = apply;
   apply = (next) => {
     applyMaps(next);
     l7.update(next);
+    clusters.retain(next);
     plaintext.update(plaintextPods(next));
     inbound.recheck();
   };
   const outbound = new OutboundProxy(
     { detectTimeoutMs: settings.detectTimeoutMs },
-    { lookupOrigin: (ip, port) => redirect.lookupOrigin(ip, port), index: view, dialer, l7, balancer: new RoundRobin(), flows, log },
+    { lookupOrigin: (ip, port) => redirect.lookupOrigin(ip, port), index: view, dialer, l7, clusters, flows, log },
   );
   const admin = new AdminServer({
     '/ready': () => ({ ready: true }),
@@ -242,6 +244,7 @@ export async function startAgent(settings: Readonly<AgentSettings>, log: Logger)
     source.stop();
     await Promise.all([outbound.close(settings.drainMs), hboneServer.close(settings.drainMs), plaintext.close(settings.drainMs), admin.close(), metrics?.close()]);
     l7.close();
+    clusters.close();
     await Promise.all([hboneClient.close(), accessLog.flush(), tracing?.shutdown()]);
     certs.stop();
     // The plaintext listeners are closed and sk_lookup leaves the pods' netns: their plaintext

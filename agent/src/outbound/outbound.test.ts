@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { RoundRobin } from '../balance/round-robin.js';
+import { Clusters } from './cluster.js';
 import { FlowTable } from '../telemetry/flow-table.js';
 import { indexFromYaml, memoryLogger, nodeAndShop } from '../testing/mesh.js';
 import type { MeshEndpointSlice, MeshState } from '../state/model.js';
@@ -153,7 +153,7 @@ describe('outbound proxy', () => {
         },
         }),
         l7: { serve: async () => assert.fail('no HTTP in these tests') },
-        balancer: new RoundRobin(),
+        clusters: new Clusters(),
         flows,
         log,
       },

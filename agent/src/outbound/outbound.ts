@@ -1,5 +1,6 @@
 // Outbound listener (:15001): accepts connections the connect4 program redirected, finds the
 // original destination and source pod the kernel recorded, picks an endpoint per connection
+// through the destination's cluster (shared with the L7 proxy)
 // and opens the upstream: in-process through the inbound checks for a pod on this node, an
 // HBONE tunnel (mTLS with the source pod's identity) for a pod on another node. Unknown or
 // unservable connections are reset at once, never left hanging.
@@ -7,9 +8,11 @@ import { addressOf, listen } from '../transport/listen.js';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { RoundRobin } from '../balance/round-robin.js';
+import type { RequestResult } from '../balance/outlier-detector.js';
+import { connectionTo, type Clusters } from './cluster.js';
 import { podName, type Destination, type Endpoint, type LocalPod, type MeshIndex, type ServiceDestination } from '../state/mesh-index.js';
 import { flowEndpoint, type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
+import type { ResponseFlag } from '../state/outcome.js';
 import { declaredProtocol, sniff } from '../http/detect.js';
 import { reset } from '../transport/reset.js';
 import { relay } from '../transport/relay.js';
@@ -45,7 +48,8 @@ export interface OutboundDeps {
   dialer: UpstreamDialer;
   /** Serves the connection until it closes. */
   l7: { serve(conn: L7Connection): Promise<void> };
-  balancer: RoundRobin;
+  /** Shared with the L7 proxy: one balancer and outlier detection per destination. */
+  clusters: Clusters;
   flows: FlowTable;
   log: Logger;
 }
@@ -130,7 +134,10 @@ export class OutboundProxy {
       this.#deps.flows.close(flow);
       return;
     }
-    const endpoint = this.#deps.balancer.pick(`${origin.dstIP}:${origin.dstPort}`, dest.endpoints) as Endpoint;
+    // A Service's connections are balanced as its requests are: DestinationRule load
+    // balancer, outlier ejection, the endpoints as configured now.
+    const cluster = dest.kind === 'service' ? this.#deps.clusters.get(view, local.pod.namespace, dest) : undefined;
+    const endpoint = (cluster ? cluster.endpoints.pick({ ...cluster.hashKey({}, sourceIP) }) : dest.endpoints[0]) as Endpoint;
     flow.endpoint = flowEndpoint(endpoint);
 
     // The pod may give up while the upstream is being opened: count it as DC.
@@ -138,7 +145,8 @@ export class OutboundProxy {
     const onGone = () => (gone = true);
     socket.once('close', onGone);
     socket.on('error', onGone);
-    const upstream = await this.#deps.dialer.open(view, local, endpoint, sourceIP, flow);
+    const dial = () => this.#deps.dialer.open(view, local, endpoint, sourceIP, flow);
+    const { result: upstream, done } = cluster ? await connectionTo(cluster, endpoint, dial, (r) => ('flag' in r ? refusalResult(r.flag) : undefined)) : { result: await dial(), done: () => {} };
     socket.off('close', onGone);
     socket.off('error', onGone);
 
@@ -149,6 +157,7 @@ export class OutboundProxy {
     }
     if (gone) {
       upstream.stream.destroy();
+      done();
       flow.responseFlags = 'DC';
       this.#deps.flows.close(flow);
       return;
@@ -159,6 +168,7 @@ export class OutboundProxy {
     if (protocol.head.length > 0) upstream.stream.write(protocol.head);
     flow.live = () => ({ sent: socket.bytesRead, received: socket.bytesWritten });
     const result = await relay(socket, upstream.stream);
+    done();
     flow.bytesSent = result.bytesFromDownstream + protocol.head.length;
     flow.bytesReceived = result.bytesFromUpstream;
     this.#deps.flows.close(flow);
@@ -184,6 +194,13 @@ export class OutboundProxy {
     this.#open.add(stream);
     stream.once('close', () => this.#open.delete(stream));
   }
+}
+
+/** A dial that opened nothing, as outlier detection counts it: a policy refusal is not the endpoint failing. */
+function refusalResult(flag: ResponseFlag): RequestResult {
+  if (flag === 'UT') return { failure: 'timeout' };
+  if (flag === '-') return { status: 403 };
+  return { failure: 'connect' };
 }
 
 function describe(dest: Destination | undefined): Pick<ProxyFlow, 'service' | 'dstPod'> {

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import type { ConnectionPoolSettings } from '../../state/model.js';
 import { indexFromYaml, nodeAndShop } from '../../testing/mesh.js';
-import { Cluster } from './cluster.js';
+import { Cluster } from '../cluster.js';
 import { forward, type ForwardPlan, type ForwardResult, type LocalReply, type RetryPolicy } from './forwarder.js';
 import { GrpcCode } from '../../http/grpc-status.js';
 import { RequestBody } from './request-body.js';

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { retryBackoffMs } from '../../balance/backoff.js';
 import type { Endpoint } from '../../state/mesh-index.js';
 import type { ResponseFlag } from '../../state/outcome.js';
-import type { Cluster } from './cluster.js';
+import type { Cluster } from '../cluster.js';
 import { GrpcCode } from '../../http/grpc-status.js';
 import type { Dial, UpstreamPool } from './upstream-pool.js';
 import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';

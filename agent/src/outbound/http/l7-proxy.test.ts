@@ -4,7 +4,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
-import { RoundRobin } from '../../balance/round-robin.js';
+import { Clusters } from '../cluster.js';
 import { Inbound } from '../../inbound/inbound.js';
 import { OutboundProxy, type Origin } from '../outbound.js';
 import { UpstreamDialer } from '../upstream-dial.js';
@@ -127,11 +127,12 @@ describe('L7 outbound proxy (loopback)', () => {
       inbound,
       tunnels: { connect: () => Promise.reject(new Error('no other node here')) },
     });
-    l7 = new L7Proxy({ index: () => index, dialer, log, observers });
+    const clusters = new Clusters();
+    l7 = new L7Proxy({ index: () => index, dialer, clusters, log, observers });
     setConfig();
     proxy = new OutboundProxy(
       { detectTimeoutMs: 300 },
-      { lookupOrigin: (ip) => origins.get(ip) ?? null, index: () => index, dialer, l7, balancer: new RoundRobin(), flows: new FlowTable(), log },
+      { lookupOrigin: (ip) => origins.get(ip) ?? null, index: () => index, dialer, l7, clusters, flows: new FlowTable(), log },
     );
     await proxy.listen('127.0.0.1', 0);
     proxyPort = Number(proxy.address.split(':')[1]);

@@ -15,13 +15,12 @@ import { securityTo, type UpstreamDialer } from '../upstream-dial.js';
 import type { Endpoint, MeshIndex, ServiceDestination } from '../../state/mesh-index.js';
 import { objectKey, type MeshState, type RouteFilter, type RouteRule } from '../../state/model.js';
 import { authorizationChanged } from '../../policy/index.js';
-import { trafficPolicyFor } from '../../state/traffic.js';
-import { Cluster } from './cluster.js';
+import { connectionTo, type Cluster, type Clusters } from '../cluster.js';
 import type { HttpProtocol } from '../../http/detect.js';
 import { h1Downstream, h2Downstream, malformedH1, type Downstream } from './downstream.js';
 import { applyHeaderModifier, redirectLocation, rewriteUrl } from './filters.js';
 import { DEFAULT_RETRY, forward, type LocalReply, type RetryPolicy } from './forwarder.js';
-import { first, forwardHeaders, shadowAuthority, type HeaderMap } from '../../http/headers.js';
+import { first, forwardHeaders, fromRaw, shadowAuthority, type HeaderMap } from '../../http/headers.js';
 import { grpcTimeoutMs } from '../../http/grpc-status.js';
 import { LocalPolicies, type PolicyTarget } from './local-policies.js';
 import { flowEndpoint } from '../../telemetry/flow-table.js';
@@ -53,6 +52,8 @@ const MIRROR_TIMEOUT_MS = 30_000;
 export interface L7Deps {
   index(): MeshIndex;
   dialer: UpstreamDialer;
+  /** Shared with the L4 path: one balancer and outlier detection per destination. */
+  clusters: Clusters;
   log: Logger;
   /** Told of every request once it is over (metrics, access log, tap). */
   observers?: readonly RequestObserver[];
@@ -66,7 +67,6 @@ export class L7Proxy {
   readonly #h1: http.Server;
   readonly #connections = new WeakMap<net.Socket, L7Connection>();
   readonly #routes = new WeakMap<MeshIndex, RouteTable>();
-  readonly #clusters = new Map<string, { cluster: Cluster; dest: ServiceDestination | undefined }>();
   readonly #pool = new UpstreamPool();
   readonly #policies: LocalPolicies;
   readonly #random: () => number;
@@ -130,13 +130,6 @@ export class L7Proxy {
   update(view: MeshIndex): void {
     if (this.#state && authorizationChanged(this.#state, view.state)) this.#pool.retireAll();
     this.#state = view.state;
-    const live = new Set<string>();
-    for (const d of view.destinations.values()) if (d.kind === 'service') live.add(`${d.service.namespace}/${d.service.name}:${d.port.port}`);
-    for (const [key, { cluster }] of this.#clusters) {
-      if (live.has(key.split('|')[1] ?? '')) continue;
-      cluster.close();
-      this.#clusters.delete(key);
-    }
     this.#policies.retain(view.state);
   }
 
@@ -145,19 +138,7 @@ export class L7Proxy {
     return this.#pool.size;
   }
 
-  /** Endpoints ejected by outlier detection now, by destination ("ns/name:port"). */
-  ejections(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const { cluster } of this.#clusters.values()) {
-      const n = cluster.endpoints.ejected().length;
-      if (n > 0) out.set(cluster.name, (out.get(cluster.name) ?? 0) + n);
-    }
-    return out;
-  }
-
   close(): void {
-    for (const { cluster } of this.#clusters.values()) cluster.close();
-    this.#clusters.clear();
     this.#pool.close();
   }
 
@@ -270,7 +251,7 @@ export class L7Proxy {
       request,
       retry: retryPolicy(rule),
       ...(rule?.timeouts?.backendRequestMs ? { perTryTimeoutMs: rule.timeouts.backendRequestMs } : {}),
-      ...hashKey(cluster, headers, conn.flow.sourceIP),
+      ...cluster.hashKey(headers, conn.flow.sourceIP),
       connect: (endpoint) => this.#connect(conn, view, endpoint, ds.protocol),
       signal,
     });
@@ -331,20 +312,7 @@ export class L7Proxy {
   }
 
   #cluster(view: MeshIndex, clientNamespace: string, dest: ServiceDestination): Cluster {
-    const name = `${dest.service.namespace}/${dest.service.name}:${dest.port.port}`;
-    const key = `${clientNamespace}|${name}`;
-    let entry = this.#clusters.get(key);
-    if (!entry) {
-      entry = { cluster: new Cluster(name), dest: undefined };
-      this.#clusters.set(key, entry);
-    }
-    // Endpoints and policy change only with the configuration, and each configuration has its
-    // own destinations: once per destination object, not per request.
-    if (entry.dest !== dest) {
-      entry.cluster.update(dest, trafficPolicyFor(view.state, clientNamespace, dest.service, dest.port.port));
-      entry.dest = dest;
-    }
-    return entry.cluster;
+    return this.#deps.clusters.get(view, clientNamespace, dest);
   }
 
 
@@ -377,20 +345,22 @@ export class L7Proxy {
     const conn = this.#connections.get(socket);
     if (!conn) return void socket.destroy();
     const view = this.#deps.index();
-    const endpoint = conn.service.endpoints[Math.floor(this.#random() * conn.service.endpoints.length)];
+    // The Service as configured now, balanced as its requests are (DestinationRule, ejections).
+    const dest = view.serviceDestination(conn.service.service.namespace, conn.service.service.name, conn.service.port.port) ?? conn.service;
+    const cluster = this.#cluster(view, conn.local.pod.namespace, dest);
+    const endpoint = cluster.endpoints.pick({ ...cluster.hashKey(fromRaw(req.rawHeaders), conn.flow.sourceIP) });
     if (!endpoint) return void socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-    void this.#connect(conn, view, endpoint)
-      .dial()
-      .then(
-        async (upstream) => {
-          const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-          for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-          upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
-          if (head.length > 0) upstream.write(head);
-          await relay(socket, upstream);
-        },
-        () => reset(socket),
-      );
+    void connectionTo(cluster, endpoint, () => this.#connect(conn, view, endpoint).dial()).then(
+      async (upstream) => {
+        const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+        for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        upstream.result.write(`${lines.join('\r\n')}\r\n\r\n`);
+        if (head.length > 0) upstream.result.write(head);
+        await relay(socket, upstream.result);
+        upstream.done();
+      },
+      () => reset(socket),
+    );
   }
 }
 
@@ -398,15 +368,6 @@ function retryPolicy(rule: RouteRule | undefined): RetryPolicy {
   const r = rule?.retry;
   if (!r) return DEFAULT_RETRY;
   return { retries: r.attempts ?? DEFAULT_RETRY.retries, codes: new Set(r.codes), backoffBaseMs: r.backoffMs ?? DEFAULT_RETRY.backoffBaseMs, asked: true };
-}
-
-function hashKey(cluster: Cluster, headers: HeaderMap, sourceIP: string): { hashKey?: string } {
-  const lb = cluster.loadBalancer;
-  if (!lb || !('consistentHash' in lb)) return {};
-  const h = lb.consistentHash;
-  if ('useSourceIp' in h) return { hashKey: sourceIP };
-  const value = first(headers[h.httpHeaderName]);
-  return value === undefined ? {} : { hashKey: value };
 }
 
 function minDefined(...values: Array<number | undefined>): number | undefined {

@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServiceDestination } from '../../state/mesh-index.js';
-import type { ConnectionPoolSettings } from '../../state/model.js';
-import { indexFromYaml, nodeAndShop } from '../../testing/mesh.js';
+import type { ServiceDestination } from '../state/mesh-index.js';
+import type { ConnectionPoolSettings } from '../state/model.js';
+import { indexFromYaml, nodeAndShop } from '../testing/mesh.js';
 import { Cluster, type Admission } from './cluster.js';
 
 const YAML = `${nodeAndShop('n1', '10.0.0.1')}
