@@ -34,6 +34,9 @@ describe('eBPF capture and the L4 node proxy', { skip: isRoot ? false : 'needs r
     serviceDoc({ name: 'web-remote', namespace: 'shop', clusterIP: '10.96.0.11', selector: { app: 'web-remote' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'tcp' }] }),
     serviceDoc({ name: 'echo-remote', namespace: 'shop', clusterIP: '10.96.0.12', selector: { app: 'web-remote' }, ports: [{ port: 7000, targetPort: 'echo' }] }),
     serviceDoc({ name: 'nobody', namespace: 'shop', clusterIP: '10.96.0.14', selector: { app: 'nobody' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'tcp' }] }),
+    // Round robin, so that a few sequential connections reach every endpoint: the default
+    // (least request over connect latency) keeps them on the fastest while none is busy.
+    { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'web', namespace: 'shop' }, spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } } },
   ];
 
   const curl = async (pod: string, url: string) => {

@@ -9,9 +9,10 @@ import type tls from 'node:tls';
 import { HboneClient, type HboneClientOptions } from './client.js';
 import { freePort } from '../testing/ports.js';
 import { HboneError, type HboneStream } from './protocol.js';
-import { HboneServer, dialTarget, type HboneServerOptions, type HboneTunnelRequest } from './server.js';
+import { HboneServer, type HboneServerOptions, type HboneTunnelRequest } from './server.js';
 import {
   acceptTrustDomain,
+  dialTarget,
   makePki,
   readAll,
   recordingLog,
@@ -237,7 +238,7 @@ describe('HboneClient ↔ HboneServer', () => {
     const port = await freePort();
     const refused = await rejection(client.connect({ sourceIdentity: CLIENT_ID, node, target: { ip: '127.0.0.1', port } }));
     assert.equal(refused.status, 503);
-    assert.match(refused.message, new RegExp(`for 127\\.0\\.0\\.1:${port} refused: 503 connect to 127\\.0\\.0\\.1:${port} failed: ECONNREFUSED`));
+    assert.match(refused.message, new RegExp(`for 127\\.0\\.0\\.1:${port} refused: 503 connect to 127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
     await server.close(100);
 
     const slow = await startServer({ open: () => new Promise(() => {}), connectTimeoutMs: 200 });

@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import http2 from 'node:http2';
 import { once } from 'node:events';
 import tls from 'node:tls';
-import { HboneServer, dialTarget } from './server.js';
+import { HboneServer } from './server.js';
 import { formatForwarded, parseAuthority, parseForwardedFor, parseProxyStatusDetails, formatProxyStatus } from './protocol.js';
-import { acceptTrustDomain, makePki, recordingLog, startEcho, type EchoServer, type Issued, type TestCa, type TestPki } from '../testing/hbone.js';
+import { acceptTrustDomain, dialTarget, makePki, recordingLog, startEcho, type EchoServer, type Issued, type TestCa, type TestPki } from '../testing/hbone.js';
 
 const AGENT_ID = 'spiffe://cluster.local/ns/nodemesh-system/sa/nodemesh-agent';
 const CLIENT_ID = 'spiffe://cluster.local/ns/shop/sa/client';

@@ -310,34 +310,6 @@ export class HboneServer {
   }
 }
 
-/**
- * A ready-made `open` step after authorization: connect to the pod with allowHalfOpen, 503 when
- * it refuses or is unreachable, 504 when it does not answer in time.
- */
-export function dialTarget(target: HostPort, timeoutMs: number): Promise<HboneOpenResult> {
-  const where = formatAuthority(target);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: target.ip, port: target.port, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ status: 504, reason: `${where} did not accept the connection within ${timeoutMs} ms` });
-    }, timeoutMs);
-    let connected = false;
-    socket.once('connect', () => {
-      connected = true;
-      clearTimeout(timer);
-      resolve({ stream: socket });
-    });
-    // Stays attached: an error between connect and the relay must not crash the agent.
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (connected) return;
-      clearTimeout(timer);
-      const hint = err.code === 'ECONNREFUSED' ? ' (does the pod listen on that port?)' : '';
-      resolve({ status: 503, reason: `connect to ${where} failed: ${err.code ?? err.message}${hint}` });
-    });
-  });
-}
-
 function secureContextOptions(c: HboneServerCredentials): tls.SecureContextOptions {
   return { key: c.key, cert: c.cert, ca: c.ca, minVersion: 'TLSv1.3' };
 }

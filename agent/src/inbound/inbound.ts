@@ -90,30 +90,25 @@ export class Inbound {
       return { status: 403, pod, decision, reason: decision.reason };
     }
     const localAddress = view.node?.internalIP;
-    try {
-      const socket = await tcpConnect(req.target, localAddress, this.#deps.connectTimeoutMs);
-      const http = perRequest || req.protocol !== undefined || req.detectTimeoutMs !== undefined;
-      // Each request is decided on the state as it is when it arrives.
-      const gate = {
-        decide: (fields?: AuthzHttp) => this.#decide(req, pod, fields),
-        exchanged: (ex: HttpExchange) => this.#report(req, pod, ex),
-      };
-      const l7 = {
-        ...this.#deps,
-        ...(req.protocol ? { protocol: req.protocol } : {}),
-        ...(req.detectTimeoutMs !== undefined ? { detectTimeoutMs: req.detectTimeoutMs } : {}),
-      };
-      const stream = http ? l7Inbound(socket, gate, l7) : socket;
-      const open: OpenConnection = { req, podSocket: socket, filtered: http };
-      this.#open.add(open);
-      socket.once('close', () => this.#open.delete(open));
-      return { stream, podSocket: socket, pod, decision };
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      return code === 'ETIMEDOUT'
-        ? { status: 504, pod, decision, reason: `pod ${pod.namespace}/${pod.name} did not answer on port ${req.target.port} within ${this.#deps.connectTimeoutMs} ms` }
-        : { status: 503, pod, decision, reason: `pod ${pod.namespace}/${pod.name} port ${req.target.port}: ${code}` };
-    }
+    const connected = await tcpConnect(req.target, `pod ${pod.namespace}/${pod.name} port ${req.target.port}`, this.#deps.connectTimeoutMs, localAddress);
+    if (!('socket' in connected)) return { status: connected.failed === 'timeout' ? 504 : 503, pod, decision, reason: connected.reason };
+    const { socket } = connected;
+    const http = perRequest || req.protocol !== undefined || req.detectTimeoutMs !== undefined;
+    // Each request is decided on the state as it is when it arrives.
+    const gate = {
+      decide: (fields?: AuthzHttp) => this.#decide(req, pod, fields),
+      exchanged: (ex: HttpExchange) => this.#report(req, pod, ex),
+    };
+    const l7 = {
+      ...this.#deps,
+      ...(req.protocol ? { protocol: req.protocol } : {}),
+      ...(req.detectTimeoutMs !== undefined ? { detectTimeoutMs: req.detectTimeoutMs } : {}),
+    };
+    const stream = http ? l7Inbound(socket, gate, l7) : socket;
+    const open: OpenConnection = { req, podSocket: socket, filtered: http };
+    this.#open.add(open);
+    socket.once('close', () => this.#open.delete(open));
+    return { stream, podSocket: socket, pod, decision };
   }
 
   /**

@@ -218,7 +218,7 @@ describe('outbound proxy', () => {
     const refused = await dial('10.96.0.14', 'x');
     assert.equal(refused.error, 'ECONNRESET');
     assert.equal(flows.rows([], indexFromYaml(mesh(1), 'n1')).find((f) => f.source.ip === refused.source)?.responseFlags, 'UF');
-    assert.ok(lines.some((l) => String(l.reason) === 'external endpoint 127.0.0.5:1: ECONNREFUSED'));
+    assert.ok(lines.some((l) => String(l.reason) === 'external endpoint 127.0.0.5:1: ECONNREFUSED (does it listen on that port?)'));
     assert.equal(tunnelled.length, tunnels);
   });
 

@@ -96,15 +96,8 @@ export class UpstreamDialer {
   }
 
   async #external(target: { ip: string; port: number }): Promise<DialResult> {
-    try {
-      return { stream: await tcpConnect(target, undefined, this.#deps.connectTimeoutMs) };
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      const where = `external endpoint ${target.ip}:${target.port}`;
-      return code === 'ETIMEDOUT'
-        ? { flag: 'UT', reason: `${where} did not answer within ${this.#deps.connectTimeoutMs} ms` }
-        : { flag: 'UF', reason: `${where}: ${code}` };
-    }
+    const r = await tcpConnect(target, `external endpoint ${target.ip}:${target.port}`, this.#deps.connectTimeoutMs);
+    return 'socket' in r ? { stream: r.socket } : { flag: r.failed === 'timeout' ? 'UT' : 'UF', reason: r.reason };
   }
 }
 

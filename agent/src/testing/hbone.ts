@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
 import { pino, type Logger } from 'pino';
+import { formatAuthority, type HostPort } from '../hbone/protocol.js';
+import type { HboneOpenResult } from '../hbone/server.js';
+import { tcpConnect } from '../transport/tcp-connect.js';
 
 export interface Issued {
   key: string;
@@ -181,4 +184,10 @@ export function readAll(s: NodeJS.ReadableStream & NodeJS.EventEmitter): Promise
     s.on('error', (error: NodeJS.ErrnoException) => resolve({ data: Buffer.concat(chunks), ended, error }));
     s.on('close', () => resolve({ data: Buffer.concat(chunks), ended }));
   });
+}
+
+/** The HBONE server's `open` step in tests: connect to the target; 503 when it refuses or is unreachable, 504 when it does not answer in time. */
+export async function dialTarget(target: HostPort, timeoutMs: number): Promise<HboneOpenResult> {
+  const r = await tcpConnect(target, `connect to ${formatAuthority(target)}`, timeoutMs);
+  return 'socket' in r ? { stream: r.socket } : { status: r.failed === 'timeout' ? 504 : 503, reason: r.reason };
 }
