@@ -1,24 +1,19 @@
 // `nodemesh config dump`: the configuration the agent holds and enforces, which may differ from
 // the file when resources were rejected (their last good version stays), and the rejections.
 import type { Command } from 'commander';
-import { adminGet, parseAddress } from '../admin/client.js';
+import { adminView } from './view.js';
 import type { ConfigDump } from '../admin/views.js';
-import { ADMIN_DEFAULT } from './defaults.js';
 import { colours, painter, table } from './table.js';
 
 export function configCommand(program: Command): void {
   const config = program.command('config').description("the agent's configuration");
-  config
-    .command('dump')
-    .description('print the accepted configuration as the agent holds it, and what it rejected')
-    .option('--admin <addr>', "the agent's admin API", ADMIN_DEFAULT)
-    .option('--json', 'print every resource in full, as JSON')
-    .action(async (opts: { admin: string; json?: boolean }) => {
-      const dump = await adminGet<ConfigDump>(parseAddress(opts.admin, '--admin'), '/config_dump');
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(dump, null, 2)}\n`);
-        return;
-      }
+  adminView<ConfigDump>(
+    config
+      .command('dump')
+      .description('print the accepted configuration as the agent holds it, and what it rejected'),
+    '/config_dump',
+    'print every resource in full, as JSON',
+    (dump) => {
       const c = colours();
       const kinds: Array<[string, ReadonlyArray<{ name: string; namespace?: string }>]> = [
         ['Node', dump.nodes],
@@ -40,6 +35,7 @@ export function configCommand(program: Command): void {
         lines.push('', c.bold(`REJECTED (${dump.rejections.length}; the last good version of each stays in force)`));
         for (const r of dump.rejections) lines.push(c.red(`${r.resource}: ${r.field}: ${r.reason}`));
       }
-      process.stdout.write(`${lines.join('\n')}\n`);
-    });
+      return lines.join('\n');
+    },
+  );
 }

@@ -1,22 +1,17 @@
 // `nodemesh status`: the node, its loaded programs and attachments, and the config version.
 import type { Command } from 'commander';
-import { adminGet, parseAddress } from '../admin/client.js';
+import { adminView } from './view.js';
 import type { AgentStatus } from '../app.js';
-import { ADMIN_DEFAULT } from './defaults.js';
 import { table } from './table.js';
 
 export function statusCommand(program: Command): void {
-  program
-    .command('status')
-    .description("show the node's agent: programs and attachments, enrolled pods, services, config version")
-    .option('--admin <addr>', "the agent's admin API", ADMIN_DEFAULT)
-    .option('--json', 'print JSON for scripts')
-    .action(async (opts: { admin: string; json?: boolean }) => {
-      const s = await adminGet<AgentStatus>(parseAddress(opts.admin, '--admin'), '/status');
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
-        return;
-      }
+  adminView<AgentStatus>(
+    program
+      .command('status')
+      .description("show the node's agent: programs and attachments, enrolled pods, services, config version"),
+    '/status',
+    'print JSON for scripts',
+    (s) => {
       const lines = [
         `node:            ${s.node} (${s.nodeIP ?? 'no InternalIP in config'})`,
         `config:          version ${s.config.version} from ${s.config.source}` +
@@ -43,6 +38,7 @@ export function statusCommand(program: Command): void {
         ),
       ];
       for (const r of s.config.rejections) lines.push(`rejected: ${r.resource}: ${r.field}: ${r.reason}`);
-      process.stdout.write(`${lines.join('\n')}\n`);
-    });
+      return lines.join('\n');
+    },
+  );
 }

@@ -9,9 +9,9 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { declaredProtocol } from '../http/detect.js';
 import { podName, type MeshIndex } from '../state/mesh-index.js';
-import { type FlowTable, type ProxyFlow } from '../telemetry/flow-table.js';
-import { authorizationOf, flagForStatus } from '../state/outcome.js';
+import type { FlowTable } from '../telemetry/flow-table.js';
 import { serviceOfEndpoint } from '../telemetry/peers.js';
+import { openWithFlow } from './front-door.js';
 import type { Inbound } from './inbound.js';
 import { reset } from '../transport/reset.js';
 import { relay } from '../transport/relay.js';
@@ -172,53 +172,34 @@ export class PlaintextInbound {
     const target = { ip: v4(socket.localAddress), port: socket.localPort ?? 0 };
     const view = index();
     const declared = declaredProtocol(serviceOfEndpoint(view, target.ip, target.port)?.port.appProtocol);
-    let flow: ProxyFlow | undefined;
-    const r = await inbound.open({
-      source: { ip: sourceIP },
-      target,
-      ...(declared === 'h1' || declared === 'h2' ? { protocol: declared } : declared === 'tcp' ? {} : { detectTimeoutMs: this.#deps.detectTimeoutMs }),
-      onDenied: (d) => {
-        if (flow) flow.authorization = authorizationOf(d);
-      },
-    });
     // By address only: a plaintext peer proves no identity.
     const client = view.podsByIP.get(sourceIP);
-    flow = flows.open({
-      direction: 'inbound',
-      sourceIP,
-      sourcePort,
-      ...(client ? { sourcePod: podName(client) } : {}),
-      dstIP: target.ip,
-      dstPort: target.port,
-      ...(r.pod ? { dstPod: podName(r.pod) } : {}),
-      startMs: Date.now(),
-      bytesSent: 0,
-      bytesReceived: 0,
-      responseFlags: 'stream' in r ? '-' : flagForStatus(r.status),
-      security: 'none',
-      ...(r.decision ? { authorization: authorizationOf(r.decision) } : {}),
-    });
-    if (!('stream' in r)) {
-      log.info({ source: `${sourceIP}:${sourcePort}`, target, status: r.status, reason: r.reason }, 'inbound plaintext: connection refused');
+    const { result, flow, finish } = await openWithFlow(
+      inbound,
+      flows,
+      {
+        source: { ip: sourceIP },
+        target,
+        ...(declared === 'h1' || declared === 'h2' ? { protocol: declared } : declared === 'tcp' ? {} : { detectTimeoutMs: this.#deps.detectTimeoutMs }),
+      },
+      { sourceIP, sourcePort, ...(client ? { sourcePod: podName(client) } : {}), security: 'none' },
+    );
+    if (!('stream' in result)) {
+      log.info({ source: `${sourceIP}:${sourcePort}`, target, status: result.status, reason: result.reason }, 'inbound plaintext: connection refused');
       socket.resetAndDestroy();
-      flows.close(flow);
       return;
     }
-    const { stream, podSocket } = r;
+    const { stream } = result;
     this.#track(stream);
     if (socket.destroyed) {
       reset(stream);
       flow.responseFlags = 'DC';
-      flows.close(flow);
+      finish();
       return;
     }
-    const open = flow;
-    open.live = () => ({ sent: podSocket.bytesWritten, received: podSocket.bytesRead });
     socket.setNoDelay(true);
     await relay(socket, stream);
-    open.bytesSent = podSocket.bytesWritten;
-    open.bytesReceived = podSocket.bytesRead;
-    flows.close(open);
+    finish();
   }
 
   #track(stream: Duplex): void {
