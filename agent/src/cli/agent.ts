@@ -6,7 +6,7 @@ import { stopOnSignals } from './signals.js';
 import { parseAddress } from '../admin/client.js';
 import { isIP } from 'node:net';
 import v8 from 'node:v8';
-import { startAgent, type AgentSettings } from '../app.js';
+import type { AgentSettings } from '../app.js';
 import type { SourceSettings } from '../control/config-source.js';
 import { parseKubeletCgroupRoot } from '../redirect/kubelet-cgroups.js';
 import { NodemeshError } from '../errors.js';
@@ -77,6 +77,8 @@ export function agentCommand(program: Command): void {
       const settings = readSettings(flags);
       steadyHeap();
       const log = pino({ level: settings.logLevel, base: { node: settings.node } });
+      // Loaded here, not with the CLI: the views (status, flows, ...) need none of the agent.
+      const { startAgent } = await import('../app.js');
       const agent = await startAgent(settings, log);
       stopOnSignals(log, 'stopping: draining connections', () => agent.stop());
     });

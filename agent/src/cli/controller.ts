@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { stopOnSignals } from './signals.js';
 import { parseAddress } from '../admin/client.js';
-import { startController, type ControllerSettings } from '../controller/app.js';
+import type { ControllerSettings } from '../controller/app.js';
 import { NodemeshError } from '../errors.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN, NODE_NAMESPACE } from '../identity/spiffe.js';
 import { CONTROLLER_HEALTH_DEFAULT, CONTROLLER_LISTEN_DEFAULT, LOG_LEVELS, TOKEN_AUDIENCE } from './defaults.js';
@@ -38,6 +38,9 @@ export function controllerCommand(program: Command): void {
     .option('--log-level <level>', LOG_LEVELS.join(' | '), 'info')
     .action(async (flags: ControllerFlags) => {
       const settings = readSettings(flags);
+      // Loaded here, not with the CLI: the Kubernetes client alone is about 85 MiB of RSS that
+      // the agent and the CLI views never use.
+      const { startController } = await import('../controller/app.js');
       const log = pino({ level: settings.logLevel, base: { component: 'controller' } });
       const controller = await startController(settings, log);
       stopOnSignals(log, 'stopping', () => controller.stop());
